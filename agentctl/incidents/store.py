@@ -1,0 +1,72 @@
+"""The incident store interface and how a store URL is chosen.
+
+A store keeps incidents and their append-only journal. The embedded default is an SQLite file in
+the user's state directory; ``--store`` / ``AGENTCTL_STORE`` override it with a path,
+``sqlite:///abs/path``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from agentctl.errors import BadInputError
+from agentctl.incidents.models import Incident, IncidentStatus, JournalEntry
+
+ENV_STORE = "AGENTCTL_STORE"
+
+
+class IncidentStore(Protocol):
+    def open_or_join(
+        self, agent: str, *, at: datetime, by: str, reason: str = ""
+    ) -> tuple[Incident, bool]:
+        """The open incident of ``agent``, or a new one; the flag says whether it is new."""
+        ...
+
+    def find_open(self, agent: str) -> Incident | None: ...
+    def get(self, incident_id: str) -> Incident: ...
+    def list_incidents(
+        self, *, agent: str | None = None, status: IncidentStatus | None = None, limit: int = 100
+    ) -> list[Incident]: ...
+    def close(self, incident_id: str, *, at: datetime, by: str) -> Incident: ...
+    def append(self, entry: JournalEntry) -> JournalEntry:
+        """Durably append one journal entry (committed before returning); return it with seq."""
+        ...
+
+    def journal(self, incident_id: str) -> list[JournalEntry]: ...
+    def close_connection(self) -> None: ...
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/agentctl`` (``~/.local/state/agentctl``), or the macOS equivalent."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "agentctl"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "agentctl"
+
+
+def store_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(ENV_STORE) or str(default_state_dir() / "agentctl.db")
+
+
+def open_store(url: str | None = None) -> IncidentStore:
+    """Open the store named by ``url`` (a path or ``sqlite:///path``)."""
+    url = store_url(url)
+    if url.startswith("sqlite:///"):
+        return _sqlite(Path(url[len("sqlite://") :]))
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise BadInputError(
+            f"unsupported store {url!r}",
+            hint=f"scheme {scheme!r} unknown; use a path or sqlite:///",
+        )
+    return _sqlite(Path(url))
+
+
+def _sqlite(path: Path) -> IncidentStore:
+    from agentctl.incidents.sqlite import SqliteStore
+
+    return SqliteStore(path)

@@ -1,0 +1,1 @@
+"""Levers: one module per AWS surface. Each step kind registers itself in ``registry``."""

@@ -1,0 +1,194 @@
+"""The library entry point the CLI (and tests, and drills) call: one object, one method each.
+
+``Agentctl`` ties a runbooks directory, an incident store and AWS clients together and exposes
+each command as plan / execute pairs, so a caller can show the plan and confirm in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agentctl.aws import Aws
+from agentctl.clock import Clock
+from agentctl.engine.model import Plan, RunResult
+from agentctl.engine.phases import ContainOptions, contain_steps, shadow_steps, status_steps
+from agentctl.engine.runner import Engine, ProgressFn, dry_run_result
+from agentctl.errors import AgentctlError, BadInputError
+from agentctl.incidents.models import Incident, IncidentStatus
+from agentctl.incidents.store import IncidentStore, open_store
+from agentctl.spec.loader import load_agent
+from agentctl.spec.models import AgentSpec
+
+
+class LeverState(StrEnum):
+    LIVE = "live"
+    CONTAINED = "contained"
+    SHADOW = "shadow"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class LeverStatus:
+    lever: str
+    action: str
+    target: str
+    state: LeverState
+    detail: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lever": self.lever,
+            "action": self.action,
+            "target": self.target,
+            "state": self.state.value,
+            "detail": self.detail,
+            "error": self.error,
+        }
+
+
+@dataclass
+class StatusReport:
+    agent: str
+    levers: list[LeverStatus]
+    incident: Incident | None
+    read_ms: float = 0.0
+    overall: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        containment = [lv for lv in self.levers if lv.action != "shadow.flag"]
+        contained = [lv for lv in containment if lv.state is LeverState.CONTAINED]
+        if containment and len(contained) == len(containment):
+            overall = "contained"
+        elif contained:
+            overall = "partially contained"
+        else:
+            overall = "live"
+        if any(lv.state is LeverState.SHADOW for lv in self.levers):
+            overall += ", shadow"
+        if any(lv.state is LeverState.UNKNOWN for lv in self.levers):
+            overall += " (some levers unreadable)"
+        self.overall = overall
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "agentctl.status/v1",
+            "agent": self.agent,
+            "overall": self.overall,
+            "incident": self.incident.id if self.incident else None,
+            "levers": [lv.to_dict() for lv in self.levers],
+            "read_ms": round(self.read_ms, 1),
+        }
+
+
+class Agentctl:
+    """agentctl as a library."""
+
+    def __init__(
+        self,
+        aws: Aws,
+        *,
+        runbooks_dir: str | Path | None = None,
+        store: IncidentStore | str | None = None,
+        clock: Clock | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.aws = aws
+        self.runbooks_dir = runbooks_dir
+        self._store = store
+        self.engine = Engine(aws, clock, user=user)
+
+    @property
+    def store(self) -> IncidentStore:
+        if self._store is None or isinstance(self._store, str):
+            self._store = open_store(self._store)
+        return self._store
+
+    def spec(self, agent: str) -> AgentSpec:
+        return load_agent(agent, self.runbooks_dir)
+
+    # -- contain / shadow / resume --------------------------------------------------------------
+    def plan_contain(self, agent: str, options: ContainOptions | None = None) -> Plan:
+        spec = self.spec(agent)
+        steps = contain_steps(spec, options or ContainOptions())
+        return self.engine.plan(spec, "contain", steps, incident=None)
+
+    def plan_shadow(self, agent: str, *, off: bool = False) -> Plan:
+        spec = self.spec(agent)
+        if off:
+            incident = self.store.find_open(agent)
+            if incident is not None:
+                plan = self.engine.plan_undo(
+                    spec, "shadow", incident, self.store, kinds={"shadow.flag"}
+                )
+                if plan.steps:
+                    return plan
+            return self.engine.plan(spec, "shadow", shadow_steps(spec, "live"))
+        return self.engine.plan(spec, "shadow", shadow_steps(spec, "shadow"))
+
+    def plan_resume(self, agent: str) -> Plan:
+        spec = self.spec(agent)
+        incident = self.store.find_open(agent)
+        if incident is None:
+            raise BadInputError(
+                f"{agent} has no open incident: nothing to resume",
+                hint="`agentctl incidents list` shows past incidents",
+            )
+        return self.engine.plan_undo(spec, "resume", incident, self.store)
+
+    def execute(
+        self, plan: Plan, *, reason: str = "", on_result: ProgressFn | None = None
+    ) -> RunResult:
+        return self.engine.execute(plan, self.store, reason=reason, on_result=on_result)
+
+    @staticmethod
+    def dry_run(plan: Plan) -> RunResult:
+        return dry_run_result(plan)
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self, agent: str) -> StatusReport:
+        spec = self.spec(agent)
+        plan = self.engine.plan(spec, "status", status_steps(spec))
+        levers = []
+        for planned in plan.steps:
+            step = planned.step
+            if planned.error is not None:
+                levers.append(
+                    LeverStatus(
+                        planned.name,
+                        step.kind,
+                        _target(planned),
+                        LeverState.UNKNOWN,
+                        "-",
+                        planned.error.message,
+                    )
+                )
+                continue
+            applied = planned.change is None
+            if step.kind == "shadow.flag":
+                state = LeverState.SHADOW if applied else LeverState.LIVE
+            else:
+                state = LeverState.CONTAINED if applied else LeverState.LIVE
+            levers.append(
+                LeverStatus(
+                    planned.name, step.kind, step.target, state, step.describe_state(planned.before)
+                )
+            )
+        incident = self.store.find_open(agent)
+        return StatusReport(agent=agent, levers=levers, incident=incident, read_ms=plan.read_ms)
+
+    # -- incidents ------------------------------------------------------------------------------
+    def incidents(
+        self, agent: str | None = None, status: IncidentStatus | None = None, limit: int = 100
+    ) -> list[Incident]:
+        return self.store.list_incidents(agent=agent, status=status, limit=limit)
+
+
+def _target(planned: Any) -> str:
+    try:
+        return str(planned.step.target)
+    except AgentctlError:
+        return "?"

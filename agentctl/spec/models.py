@@ -1,0 +1,179 @@
+"""The agent spec: ``runbooks/<agent>.yaml``, validated with pydantic.
+
+Every model forbids unknown keys: a typo in a runbook must be an error at 3 a.m., not a lever that
+silently does nothing. Field docs here become the JSON Schema descriptions editors show.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+IAM_ACTION = re.compile(r"^(\*|[a-z0-9-]+:[A-Za-z0-9*]+)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Phase(StrEnum):
+    """A runbook phase: one agentctl command."""
+
+    CONTAIN = "contain"
+    SHADOW = "shadow"
+    RESUME = "resume"
+    DRAIN = "drain"
+    ROLLBACK = "rollback"
+
+
+class OnFailure(StrEnum):
+    ABORT = "abort"
+    CONTINUE = "continue"
+
+
+class ToolIam(Strict):
+    """The IAM actions and resources a tool needs: what containment denies."""
+
+    actions: list[str] = Field(min_length=1, description="IAM actions, e.g. `dynamodb:PutItem`.")
+    resources: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description="Resource ARNs (default `*`)."
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _actions_look_like_iam(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if not IAM_ACTION.match(a)]
+        if bad:
+            raise ValueError(f"not an IAM action (service:Action): {', '.join(bad)}")
+        return value
+
+
+class Tool(Strict):
+    """One tool the agent can call."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Tool name, as in the tool registry.")
+    description: str = ""
+    side_effects: bool = Field(description="Does calling it change anything outside the agent?")
+    iam: ToolIam | None = Field(
+        default=None, description="IAM actions/resources to deny when the tool is revoked."
+    )
+
+
+class ToolRegistry(Strict):
+    """An SSM parameter holding the agent's tool registry as JSON:
+    ``{"tools": {"<name>": {"enabled": true, ...}}}``. The agent reads it before each tool call."""
+
+    parameter: str = Field(pattern=r"^/?[A-Za-z0-9_.\-/]+$", description="SSM parameter name.")
+
+
+class ShadowFlag(Strict):
+    """An SSM parameter whose value is ``live`` or ``shadow``."""
+
+    parameter: str = Field(pattern=r"^/?[A-Za-z0-9_.\-/]+$", description="SSM parameter name.")
+
+
+class StepSpec(Strict):
+    """One step of a runbook."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique within the runbook.")
+    action: str = Field(description="The step kind, e.g. `iam.deny_tools` or `aws.call`.")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="Inputs of the action.")
+    on_failure: OnFailure = Field(
+        default=OnFailure.CONTINUE,
+        description="`abort` skips every step not yet started; `continue` lets others finish.",
+    )
+    retries: int = Field(default=4, ge=0, le=20, description="Retries on throttling.")
+    timeout: float = Field(default=60.0, gt=0, le=3600, description="Seconds before giving up.")
+    depends_on: list[str] | None = Field(
+        default=None,
+        description="Steps that must succeed first. Default: none for levers and calls; "
+        "every earlier step for `aws.wait_for` and `aws.assert`.",
+    )
+
+
+class Runbook(Strict):
+    """The steps of one phase. Without ``steps`` the default runbook is built from the spec."""
+
+    steps: list[StepSpec] = Field(default_factory=list)
+    include_defaults: bool = Field(
+        default=False, description="Run the default steps before the listed ones."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Runbook:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"duplicate step name {step.name!r}")
+            seen.add(step.name)
+        names = {s.name for s in self.steps}
+        for step in self.steps:
+            for dep in step.depends_on or []:
+                if dep not in names:
+                    raise ValueError(f"step {step.name!r} depends on unknown step {dep!r}")
+        deps = {s.name: set(s.depends_on or []) for s in self.steps}
+        done: set[str] = set()
+        while deps:
+            ready = [n for n, d in deps.items() if d <= done]
+            if not ready:
+                raise ValueError(
+                    f"steps depend on each other in a cycle: {', '.join(sorted(deps))}"
+                )
+            for name in ready:
+                done.add(name)
+                del deps[name]
+        return self
+
+
+class AgentSpec(Strict):
+    """An agent and the levers agentctl may pull on it."""
+
+    version: Literal[1] = Field(default=1, description="Spec format version.")
+    name: str = Field(pattern=NAME_PATTERN, description="Agent name; the file is `<name>.yaml`.")
+    owner: str = Field(min_length=1, description="Team or person who owns the agent.")
+    description: str = ""
+    role: str = Field(
+        min_length=1, description="The agent's IAM role: name or ARN (`arn:aws:iam::...:role/x`)."
+    )
+    tools: list[Tool] = Field(default_factory=list)
+    tool_registry: ToolRegistry | None = None
+    functions: list[str] = Field(
+        default_factory=list, description="Lambda functions (names or ARNs) that run the agent."
+    )
+    shadow_flag: ShadowFlag | None = None
+    runbooks: dict[Phase, Runbook] = Field(default_factory=dict)
+
+    @property
+    def role_name(self) -> str:
+        return self.role.rsplit("/", 1)[-1] if self.role.startswith("arn:") else self.role
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> AgentSpec:
+        names = [t.name for t in self.tools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate tool names: {', '.join(dupes)}")
+        return self
+
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+    def select_tools(self, names: list[str] | None) -> list[Tool]:
+        """The tools named (all when ``names`` is empty/None). Unknown names raise ValueError."""
+        if not names:
+            return list(self.tools)
+        known = {t.name: t for t in self.tools}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown tool(s) {', '.join(unknown)}; {self.name} has: "
+                f"{', '.join(known) or '(none)'}"
+            )
+        return [known[n] for n in names]
+
+
+SpecFile = Annotated[AgentSpec, Field(description="agentctl agent spec")]
