@@ -58,11 +58,13 @@ class Aws:
     def session(self) -> boto3.Session:
         with self._lock:
             if self._session is None:
+                import os
+
                 import boto3
 
-                self._session = boto3.Session(
-                    profile_name=self.settings.profile, region_name=self.settings.region
-                )
+                # botocore reads AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION.
+                region = self.settings.region or os.environ.get("AWS_REGION") or None
+                self._session = boto3.Session(profile_name=self.settings.profile, region_name=region)
             return self._session
 
     @property

@@ -114,7 +114,7 @@ class Agentctl:
     def plan_contain(self, agent: str, options: ContainOptions | None = None) -> Plan:
         spec = self.spec(agent)
         steps = contain_steps(spec, options or ContainOptions())
-        return self.engine.plan(spec, "contain", steps, incident=None)
+        return self.engine.plan(spec, "contain", steps, incident=self.store.find_open(agent))
 
     def plan_shadow(self, agent: str, *, off: bool = False) -> Plan:
         spec = self.spec(agent)
@@ -127,7 +127,9 @@ class Agentctl:
                 if plan.steps:
                     return plan
             return self.engine.plan(spec, "shadow", shadow_steps(spec, "live"))
-        return self.engine.plan(spec, "shadow", shadow_steps(spec, "shadow"))
+        return self.engine.plan(
+            spec, "shadow", shadow_steps(spec, "shadow"), incident=self.store.find_open(agent)
+        )
 
     def plan_resume(self, agent: str) -> Plan:
         spec = self.spec(agent)

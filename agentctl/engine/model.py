@@ -156,7 +156,11 @@ class RunResult:
             return ExitCode.OK
         if failed and all(r.gate_failure for r in failed):
             return ExitCode.GATE_FAILED
-        done = [r for r in self.results if r.outcome in (Outcome.APPLIED, Outcome.PROPAGATING)]
+        done = [
+            r
+            for r in self.results
+            if r.outcome in (Outcome.APPLIED, Outcome.PROPAGATING, Outcome.PLANNED)
+        ]
         noop = [r for r in self.results if r.outcome is Outcome.NOOP]
         return ExitCode.PARTIAL if (done or noop) else ExitCode.ERROR
 

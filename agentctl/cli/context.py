@@ -1,0 +1,102 @@
+"""Global options, and the objects commands build from them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from agentctl.aws import Aws
+    from agentctl.ops import Agentctl
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass
+class Globals:
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    runbooks_dir: str | None = None
+    store: str | None = None
+    output: Output = Output.TEXT
+
+    @property
+    def json(self) -> bool:
+        return self.output is Output.JSON
+
+    def aws(self) -> Aws:
+        from agentctl.aws import Aws, AwsSettings
+
+        return Aws(
+            AwsSettings(
+                profile=self.profile,
+                region=self.region,
+                endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+            )
+        )
+
+    def agentctl(self) -> Agentctl:
+        from agentctl.ops import Agentctl
+
+        return Agentctl(self.aws(), runbooks_dir=self.runbooks_dir, store=self.store)
+
+
+_CURRENT: list[Globals] = []
+
+
+def set_current(value: Globals) -> None:
+    _CURRENT[:] = [value]
+
+
+def current() -> Globals:
+    """The global options of this invocation (defaults before the root callback ran)."""
+    return _CURRENT[0] if _CURRENT else Globals()
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    """The global options, wherever this command sits in the command tree."""
+    root = ctx.find_root()
+    if isinstance(root.obj, Globals):
+        return root.obj
+    return current()
+
+
+# Options that may be given before or after the command name: main() hoists them.
+GLOBAL_OPTIONS_WITH_VALUE = frozenset(
+    {"--profile", "--region", "--endpoint-url", "--runbooks-dir", "--store", "--output", "-o"}
+)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options found after the command name to the front, so that
+    ``agentctl contain refund-agent --profile prod`` works like ``agentctl --profile prod contain
+    refund-agent``. Everything after ``--`` is left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS_WITH_VALUE:
+            if "=" in arg:
+                front.append(arg)
+            elif index + 1 < len(argv):
+                front.extend(argv[index : index + 2])
+                index += 1
+            else:
+                rest.append(arg)  # let the parser report the missing value
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest

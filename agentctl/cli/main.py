@@ -1,0 +1,84 @@
+"""The agentctl command line. Thin: parse, call the library, render.
+
+Heavy modules (boto3, pydantic, rich tables) are imported inside commands so that ``--help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from agentctl import __version__
+from agentctl.cli import incident_cmds, phase_cmds, runbook_cmds, sandbox_cmds
+from agentctl.cli.context import Globals, Output, hoist_global_options, set_current
+
+app = typer.Typer(
+    name="agentctl",
+    help="Incident response for AI agents in production: contain, drain, shadow, resume.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"agentctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    profile: Annotated[
+        str | None, typer.Option("--profile", envvar="AWS_PROFILE", help="AWS profile.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="AWS region (default: AWS_REGION / profile).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS endpoint URL."),
+    ] = None,
+    runbooks_dir: Annotated[
+        str | None,
+        typer.Option("--runbooks-dir", envvar="AGENTCTL_RUNBOOKS", help="Where AGENT.yaml live."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", envvar="AGENTCTL_STORE", help="Incident store: path."),
+    ] = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text (tables) or json (for scripts).")
+    ] = Output.TEXT,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Global options may come before or after the command."""
+    g = Globals(
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        runbooks_dir=runbooks_dir,
+        store=store,
+        output=output,
+    )
+    set_current(g)
+    ctx.obj = g
+
+
+phase_cmds.register(app)
+app.add_typer(incident_cmds.app, name="incidents")
+app.add_typer(runbook_cmds.app, name="runbook")
+app.add_typer(sandbox_cmds.app, name="sandbox")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    app(args=args, prog_name="agentctl")
