@@ -64,7 +64,9 @@ class Aws:
 
                 # botocore reads AWS_DEFAULT_REGION; the other SDKs and the docs use AWS_REGION.
                 region = self.settings.region or os.environ.get("AWS_REGION") or None
-                self._session = boto3.Session(profile_name=self.settings.profile, region_name=region)
+                self._session = boto3.Session(
+                    profile_name=self.settings.profile, region_name=region
+                )
             return self._session
 
     @property

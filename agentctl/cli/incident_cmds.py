@@ -9,8 +9,9 @@ import typer
 from agentctl.cli.context import globals_of
 from agentctl.cli.errors import boundary
 
-app = typer.Typer(help="Incidents and their journal (the timeline of every change).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Incidents and their journal (the timeline of every change).", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -30,8 +31,9 @@ def list_(
         agent, IncidentStatus.OPEN if open_only else None, limit=limit
     )
     if g.json:
-        render.print_json({"schema": "agentctl.incidents/v1",
-                           "incidents": [i.to_dict() for i in incidents]})
+        render.print_json(
+            {"schema": "agentctl.incidents/v1", "incidents": [i.to_dict() for i in incidents]}
+        )
     else:
         render.show_incidents(incidents)
 
@@ -51,8 +53,11 @@ def show(
     entries = store.journal(incident_id)
     if g.json:
         render.print_json(
-            {"schema": "agentctl.incident/v1", "incident": incident.to_dict(),
-             "journal": [e.to_dict() for e in entries]}
+            {
+                "schema": "agentctl.incident/v1",
+                "incident": incident.to_dict(),
+                "journal": [e.to_dict() for e in entries],
+            }
         )
     else:
         render.show_timeline(incident, entries)

@@ -92,8 +92,12 @@ def register(app: typer.Typer) -> None:
         from agentctl.engine.phases import ContainOptions
 
         selected = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
-        plan = globals_of(ctx).agentctl().plan_contain(
-            agent, ContainOptions(tools=selected, hard=hard, revoke_sessions=revoke_sessions)
+        plan = (
+            globals_of(ctx)
+            .agentctl()
+            .plan_contain(
+                agent, ContainOptions(tools=selected, hard=hard, revoke_sessions=revoke_sessions)
+            )
         )
         run_plan(ctx, plan, yes=yes, dry_run=dry_run, reason=reason, what=f"contain {agent}")
 

@@ -113,7 +113,9 @@ def show_result(result: RunResult) -> None:
         verb = "opened" if result.incident_opened else "joined"
         summary += f" · incident {result.incident.id} ({verb})"
     if result.dry_run:
-        summary += f" · {sum(1 for r in result.results if r.outcome.value == 'planned')} would change"
+        summary += (
+            f" · {sum(1 for r in result.results if r.outcome.value == 'planned')} would change"
+        )
     elif not result.changed and code == 0:
         summary += " · nothing to change: already in place"
     else:
@@ -142,7 +144,8 @@ def show_status(report: StatusReport) -> None:
         )
     out.print(table)
     if report.incident:
-        out.print(f"open incident {report.incident.id} since {report.incident.opened_at:%Y-%m-%d %H:%M:%S}Z")
+        since = f"{report.incident.opened_at:%Y-%m-%d %H:%M:%S}Z"
+        out.print(f"open incident {report.incident.id} since {since}")
     else:
         out.print("no open incident")
 

@@ -46,8 +46,14 @@ def validate(
             spec = load_spec(file)
             report.append({"file": str(file), "agent": spec.name, "ok": True, "problems": []})
         except SpecError as exc:
-            report.append({"file": str(file), "agent": None, "ok": False,
-                           "problems": [p.to_dict() for p in exc.problems]})
+            report.append(
+                {
+                    "file": str(file),
+                    "agent": None,
+                    "ok": False,
+                    "problems": [p.to_dict() for p in exc.problems],
+                }
+            )
             if not g.json:
                 for problem in exc.problems:
                     sys.stderr.write(f"{problem}\n")
