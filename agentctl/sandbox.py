@@ -48,6 +48,9 @@ def start_server(port: int = 0, host: str = "127.0.0.1") -> tuple[ThreadedMotoSe
         raise AgentctlError(
             "the sandbox needs moto: pip install 'agentctl[sandbox]'",
         ) from exc
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     actual_host, actual_port = server.get_host_and_port()
