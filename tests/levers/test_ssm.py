@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agentctl.aws import Aws
+from agentctl.errors import AwsCallError, BadInputError
+from tests.levers.conftest import MakeStep, roundtrip
+
+REGISTRY = "/agents/refund-agent/tools"
+
+
+def registry(aws: Aws) -> dict[str, Any]:
+    return json.loads(aws.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Value"])
+
+
+def put_registry(aws: Aws, doc: dict[str, Any]) -> None:
+    aws.client("ssm").put_parameter(
+        Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
+    )
+
+
+def test_registry_round_trip_touches_only_enabled(make: MakeStep, seeded: Aws) -> None:
+    original = registry(seeded)
+    original["tools"]["issue_refund"]["limit"] = 50
+    original["tools"]["legacy_tool"] = {"enabled": True}  # not in the spec: never touched
+    original["owner"] = "payments"
+    put_registry(seeded, original)
+    step = make("registry.disable_tools")
+    roundtrip(step)
+    assert registry(seeded) == original
+
+
+def test_registry_apply_disables_selected_only(make: MakeStep, seeded: Aws) -> None:
+    step = make("registry.disable_tools", {"tools": ["issue_refund"]})
+    step.apply(step.snapshot())
+    tools = registry(seeded)["tools"]
+    assert tools["issue_refund"]["enabled"] is False
+    assert tools["send_email"]["enabled"] is True
+    assert tools["issue_refund"]["side_effects"] is True  # other fields kept
+
+
+def test_tool_missing_from_registry_is_added_disabled_and_removed_on_undo(make, seeded):
+    doc = registry(seeded)
+    del doc["tools"]["send_email"]
+    put_registry(seeded, doc)
+    step = make("registry.disable_tools")
+    before = step.snapshot()
+    assert before.enabled["send_email"] is None
+    step.apply(before)
+    assert registry(seeded)["tools"]["send_email"] == {"enabled": False}
+    step.undo(before)
+    assert "send_email" not in registry(seeded)["tools"]
+
+
+def test_already_disabled_tool_stays_disabled_after_undo(make: MakeStep, seeded: Aws) -> None:
+    doc = registry(seeded)
+    doc["tools"]["send_email"]["enabled"] = False
+    put_registry(seeded, doc)
+    before, _ = roundtrip(make("registry.disable_tools"))
+    assert before.enabled["send_email"] is False
+    assert registry(seeded)["tools"]["send_email"]["enabled"] is False
+
+
+def test_second_apply_writes_no_new_version(make: MakeStep, seeded: Aws) -> None:
+    step = make("registry.disable_tools")
+    step.apply(step.snapshot())
+    version = seeded.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Version"]
+    step.apply(step.snapshot())
+    assert seeded.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Version"] == version
+
+
+def test_concurrent_edit_is_not_clobbered(make: MakeStep, seeded: Aws) -> None:
+    """Another writer adds a tool between our read and our write: both changes survive."""
+    client = seeded.client("ssm", retries=4)
+    state = {"raced": False}
+
+    def other_writer(**_: Any) -> None:
+        if state["raced"]:
+            return
+        state["raced"] = True
+        doc = registry(seeded)
+        doc["tools"]["new_tool"] = {"enabled": True}
+        # a separate client: the other operator's process
+        seeded.client("ssm", retries=9).put_parameter(
+            Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
+        )
+
+    client.meta.events.register("before-call.ssm.PutParameter", other_writer)
+    try:
+        step = make("registry.disable_tools", {"tools": ["issue_refund"]})
+        step.apply(step.snapshot())
+    finally:
+        client.meta.events.unregister("before-call.ssm.PutParameter", other_writer)
+    tools = registry(seeded)["tools"]
+    assert state["raced"]
+    assert tools["new_tool"] == {"enabled": True}  # theirs kept
+    assert tools["issue_refund"]["enabled"] is False  # ours applied
+
+
+def test_registry_not_json_is_bad_input(make: MakeStep, seeded: Aws) -> None:
+    seeded.client("ssm").put_parameter(Name=REGISTRY, Value="{oops", Type="String", Overwrite=True)
+    with pytest.raises(BadInputError, match="not JSON"):
+        make("registry.disable_tools").snapshot()
+
+
+def test_registry_parameter_missing(make: MakeStep) -> None:
+    step = make("registry.disable_tools", {"parameter": "/nope"})
+    with pytest.raises(AwsCallError, match="does not exist"):
+        step.snapshot()
+
+
+def test_shadow_flag_round_trip(make: MakeStep, seeded: Aws) -> None:
+    before, applied = roundtrip(make("shadow.flag", {"mode": "shadow"}))
+    assert (before.value, applied.value) == ("live", "shadow")
+
+
+def test_shadow_flag_absent_before_is_removed_on_undo(make: MakeStep, seeded: Aws) -> None:
+    seeded.client("ssm").delete_parameter(Name="/agents/refund-agent/mode")
+    before, applied = roundtrip(make("shadow.flag"))
+    assert before.value is None and applied.value == "shadow"
+    with pytest.raises(seeded.client("ssm").exceptions.ParameterNotFound):
+        seeded.client("ssm").get_parameter(Name="/agents/refund-agent/mode")
