@@ -1,0 +1,1 @@
+"""Decision traces and action records: the schema, readers and queries (see ``query``)."""

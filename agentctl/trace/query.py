@@ -1,0 +1,105 @@
+"""Reading action records and decision traces: the library API the CLI and rollback call.
+
+Stable signatures::
+
+    iter_actions(source: str, agent: str, since: datetime, until: datetime,
+                 where: str | None = None, tool: str | None = None, *,
+                 stats: ScanStats | None = None, s3_client=None, engine: str = "auto",
+                 ) -> Iterator[ActionRecord]
+
+      Every valid action record of ``agent`` with ``since <= ts < until`` (UTC; naive datetimes
+      are taken as UTC), optionally only ``tool`` and only those matching ``where`` (the
+      ``--where`` language of :mod:`agentctl.trace.where`), in (ts, action_id) order.
+      ``source`` is the audit location: a directory or ``s3://bucket/prefix`` (then pass
+      ``s3_client``). Bad lines never stop the scan: pass a ``ScanStats`` to get them counted.
+      ``engine``: ``duckdb`` (filters inside DuckDB, partition-pruned file list), ``python``
+      (a plain line scan), ``auto`` (duckdb when installed and the location is local).
+
+Rollback (issue 5) keys compensation on ``ActionRecord.effects`` and ``idempotency_key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from agentctl.errors import BadInputError
+from agentctl.trace import where as where_lang
+from agentctl.trace.records import ActionRecord
+from agentctl.trace.scan import ScanStats, decode_lines, open_text, validate
+from agentctl.trace.source import Location, RecordFile, open_location
+
+ACTION_KINDS = frozenset({"actions", "mixed"})
+
+
+def utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def check_window(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    since, until = utc(since), utc(until)
+    if until <= since:
+        raise BadInputError(
+            f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})"
+        )
+    return since, until
+
+
+def iter_actions(
+    source: str,
+    agent: str,
+    since: datetime,
+    until: datetime,
+    where: str | None = None,
+    tool: str | None = None,
+    *,
+    stats: ScanStats | None = None,
+    s3_client: Any | None = None,
+    engine: str = "auto",
+) -> Iterator[ActionRecord]:
+    """See the module docstring."""
+    since, until = check_window(since, until)
+    match = where_lang.predicate(where)  # parse now: a bad --where fails before any I/O
+    stats = stats if stats is not None else ScanStats()
+    location = open_location(source, s3_client=s3_client)
+    files = location.files(since, until, ACTION_KINDS)
+    if engine not in ("auto", "duckdb", "python"):
+        raise BadInputError(f"unknown engine {engine!r}", hint="use duckdb or python")
+    if engine == "duckdb" or (engine == "auto" and _duckdb_usable(source)):
+        from agentctl.trace import duck
+
+        yield from duck.iter_actions(location, files, agent, since, until, where, tool, stats=stats)
+        return
+    found: list[ActionRecord] = []
+    for file in files:
+        for record in _scan_file(location, file, stats):
+            if not isinstance(record, ActionRecord) or record.agent != agent:
+                continue
+            if not since <= record.ts < until or (tool and record.tool != tool):
+                continue
+            if where and not match(record.model_dump(mode="json")):
+                continue
+            found.append(record)
+    found.sort(key=lambda r: (r.ts, r.action_id))
+    yield from found
+
+
+def _duckdb_usable(source: str) -> bool:
+    if source.startswith("s3://"):
+        return False
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("duckdb") is not None
+        and importlib.util.find_spec("agentctl.trace.duck") is not None
+    )
+
+
+def _scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:
+    stats.files += 1
+    with location.open(file) as raw, open_text(file.name, raw) as text:
+        for number, data in decode_lines(file.name, text, stats):
+            record = validate(file.name, number, data, stats)
+            if record is not None:
+                yield record

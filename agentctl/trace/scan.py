@@ -1,0 +1,120 @@
+"""Reading record lines one by one, counting what cannot be read instead of crashing or hiding it.
+
+A corrupt line, an unknown ``schema_version`` or a record missing required fields is counted in
+:class:`ScanStats` under a reason, with the first few locations kept as examples; the scan goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from agentctl.trace.records import SUPPORTED_VERSIONS, parse_record
+
+MAX_EXAMPLES = 5
+BadReason = str  # not_json | not_object | unknown_version | unknown_record_type | invalid
+
+
+@dataclass
+class BadLine:
+    file: str
+    line: int
+    reason: BadReason
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class ScanStats:
+    """What a scan read, and what it could not."""
+
+    files: int = 0
+    lines: int = 0
+    bad: Counter[str] = field(default_factory=Counter)
+    examples: list[BadLine] = field(default_factory=list)
+
+    @property
+    def bad_total(self) -> int:
+        return sum(self.bad.values())
+
+    def add_bad(self, file: str, line: int, reason: BadReason, detail: str) -> None:
+        self.bad[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(BadLine(file, line, reason, detail[:200]))
+
+    def merge(self, other: ScanStats) -> None:
+        self.files += other.files
+        self.lines += other.lines
+        self.bad.update(other.bad)
+        room = MAX_EXAMPLES - len(self.examples)
+        self.examples.extend(other.examples[: max(room, 0)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "lines": self.lines,
+            "bad": self.bad_total,
+            "bad_by_reason": dict(sorted(self.bad.items())),
+            "examples": [e.to_dict() for e in self.examples],
+        }
+
+
+def open_text(name: str, raw: IO[bytes]) -> IO[str]:
+    """Text view of a (possibly gzip) byte stream."""
+    stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw  # type: ignore[assignment]
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+
+
+def decode_lines(
+    name: str, lines: Iterable[str], stats: ScanStats
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, JSON object) for each readable line; count the others."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        stats.lines += 1
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            stats.add_bad(name, number, "not_json", str(exc))
+            continue
+        if not isinstance(data, dict):
+            stats.add_bad(name, number, "not_object", type(data).__name__)
+            continue
+        yield number, data
+
+
+def classify(data: dict[str, Any]) -> BadReason | None:
+    """A cheap pre-check before full validation: the reason this object is not a record."""
+    version = data.get("schema_version")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        return "unknown_version"
+    if data.get("record_type") not in ("action", "model_call", "retrieval", "input"):
+        return "unknown_record_type"
+    return None
+
+
+def validate(name: str, number: int, data: dict[str, Any], stats: ScanStats) -> Any | None:
+    """The record model for ``data``, or None (counted) if it is not a valid record."""
+    reason = classify(data)
+    if reason is not None:
+        stats.add_bad(
+            name, number, reason, repr(data.get("schema_version", data.get("record_type")))
+        )
+        return None
+    try:
+        return parse_record(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        stats.add_bad(name, number, "invalid", f"{where}: {first['msg']}")
+        return None

@@ -1,0 +1,85 @@
+"""iter_actions: the reader rollback and `actions` stand on."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agentctl.errors import BadInputError
+from agentctl.trace.query import iter_actions
+from agentctl.trace.records import ActionRecord, ActionStatus
+from agentctl.trace.scan import ScanStats
+from tests.trace.helpers import T0, action, write
+
+ENGINES = ["python"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_window_tool_and_where_select_the_right_actions(tmp_path: Path, engine: str) -> None:
+    records = [action(n) for n in range(10)]
+    records.append(action(100, tool="send_email", args={"to": "a@example.com"}))
+    records.append(action(101, agent="ticket-triager"))
+    write(tmp_path, records)
+
+    got = list(
+        iter_actions(
+            str(tmp_path),
+            "refund-agent",
+            T0,
+            T0 + timedelta(minutes=8),
+            where="args.amount > 15",
+            tool="issue_refund",
+            engine=engine,
+        )
+    )
+    # minutes 0..7 are in the window; amount = 5n > 15 keeps n = 4..7.
+    assert [r.action_id for r in got] == ["act-000004", "act-000005", "act-000006", "act-000007"]
+    assert all(isinstance(r, ActionRecord) for r in got)
+    assert got[0].effects[0].resource_id == "re_4"
+    assert got[0].effects[0].reversible is True
+    assert got[0].status is ActionStatus.EXECUTED
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_lines_are_counted_and_the_scan_goes_on(tmp_path: Path, engine: str) -> None:
+    good = json.dumps(action(1).model_dump(mode="json"))
+    future = json.loads(good) | {"schema_version": 99, "action_id": "x"}
+    missing = {k: v for k, v in json.loads(good).items() if k != "idempotency_key"}
+    lines = [good, "{not json", json.dumps(future), json.dumps(missing), "[1,2]"]
+    (tmp_path / "dt=2026-11-24").mkdir()
+    (tmp_path / "dt=2026-11-24" / "actions-w-1.jsonl").write_text("\n".join(lines) + "\n")
+
+    stats = ScanStats()
+    got = list(
+        iter_actions(
+            str(tmp_path), "refund-agent", T0, T0 + timedelta(hours=1), stats=stats, engine=engine
+        )
+    )
+    assert [r.action_id for r in got] == ["act-000001"]
+    assert dict(stats.bad) == {"not_json": 1, "unknown_version": 1, "invalid": 1, "not_object": 1}
+    assert stats.lines == 5
+    assert {e.line for e in stats.examples} == {2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gzip_files_and_other_days_are_read(tmp_path: Path, engine: str) -> None:
+    write(tmp_path, [action(1), action(60 * 24 + 1)], name="actions-w1-000002.jsonl.gz")
+    got = list(
+        iter_actions(str(tmp_path), "refund-agent", T0, T0 + timedelta(days=2), engine=engine)
+    )
+    assert [r.action_id for r in got] == ["act-000001", "act-001441"]
+
+
+def test_bad_where_and_bad_window_fail_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="where"):
+        list(iter_actions(str(tmp_path), "a", T0, T0 + timedelta(hours=1), where="args.x >"))
+    with pytest.raises(BadInputError, match="until"):
+        list(iter_actions(str(tmp_path), "a", T0, T0 - timedelta(hours=1)))
+
+
+def test_missing_location_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="does not exist"):
+        list(iter_actions(str(tmp_path / "nope"), "a", T0, T0 + timedelta(hours=1)))
