@@ -108,22 +108,21 @@ class Engine:
         to the before-state journaled by its first change."""
         ctx = self.context(spec)
         steps: list[PlannedStep] = []
-        for entry in pending_undos(store.journal(incident.id), kinds):
-            cls = registry.get(entry.kind)
-            if cls is None:
+        for entries in pending_undos(store.journal(incident.id), kinds):
+            first = entries[0]
+            if registry.get(first.kind) is None:
                 continue
-            step_spec = StepSpec(
-                name=entry.step, action=entry.kind, inputs=dict(entry.inputs or {})
-            )
+            step_spec = StepSpec(name=first.step, action=first.kind, inputs=_merged_inputs(entries))
             step = make_step(ctx, step_spec)
             if not step.reversible:
                 continue
+            befores = [step.state_from_json(e.before or {}) for e in entries]
             steps.append(
                 PlannedStep(
                     spec=step_spec,
                     step=step,
                     mode=Mode.UNDO,
-                    restore_to=step.state_from_json(entry.before or {}),
+                    restore_to=step.merge_before(befores),
                 )
             )
         return self._read(spec.name, phase, ctx, steps, incident)
@@ -392,19 +391,34 @@ def make_step(ctx: StepContext, spec: StepSpec) -> Step[Any, Any]:
 
 def pending_undos(
     entries: Iterable[JournalEntry], kinds: set[str] | None = None
-) -> list[JournalEntry]:
-    """For each target changed and not yet restored: the *first* intent entry (its before-state
-    is what was there before the incident touched it)."""
-    pending: dict[tuple[str, str], JournalEntry] = {}
+) -> list[list[JournalEntry]]:
+    """For each target changed and not yet restored: its intent entries, oldest first.
+
+    The oldest before-state is what was there before the incident touched the target; later
+    intents matter when they widened the change (``contain --tools a`` then ``contain``).
+    """
+    pending: dict[tuple[str, str], list[JournalEntry]] = {}
     for entry in entries:
         if kinds is not None and entry.kind not in kinds:
             continue
         key = (entry.kind, entry.target)
-        if entry.event is Event.INTENT and key not in pending:
-            pending[key] = entry
+        if entry.event is Event.INTENT:
+            pending.setdefault(key, []).append(entry)
         elif entry.event is Event.UNDONE:
             pending.pop(key, None)
     return list(pending.values())
+
+
+def _merged_inputs(entries: list[JournalEntry]) -> dict[str, Any]:
+    """The inputs of the first intent, with ``tools`` widened to every tool any intent touched."""
+    inputs = dict(entries[0].inputs or {})
+    if "tools" in inputs:
+        selections = [(e.inputs or {}).get("tools") for e in entries]
+        if any(sel is None for sel in selections):
+            inputs["tools"] = None
+        else:
+            inputs["tools"] = sorted({t for sel in selections for t in sel or []})
+    return inputs
 
 
 def dry_run_result(plan: Plan) -> RunResult:

@@ -101,6 +101,11 @@ class Step(ABC, Generic[I, S]):
         """Does ``state`` equal the captured before-state (for verifying an undo)?"""
         return state == before
 
+    def merge_before(self, befores: list[S]) -> S:
+        """One before-state from the before-states journaled by successive changes of this
+        target, oldest first. Default: the oldest wins (it is what was there first)."""
+        return befores[0]
+
     def describe_state(self, state: S) -> str:
         """A short rendering of a state for tables."""
         return state.model_dump_json()

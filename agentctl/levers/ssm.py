@@ -156,6 +156,13 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
     def is_applied(self, state: RegistryState) -> bool:
         return all(state.enabled.get(t) is False for t in self._tools())
 
+    def merge_before(self, befores: list[RegistryState]) -> RegistryState:
+        """Per tool, the oldest recorded value: a later, wider contain saw earlier ones off."""
+        enabled: dict[str, bool | None] = {}
+        for state in reversed(befores):
+            enabled.update(state.enabled)
+        return befores[0].model_copy(update={"enabled": enabled})
+
     def is_restored(self, state: RegistryState, before: RegistryState) -> bool:
         return state.enabled == before.enabled
 
