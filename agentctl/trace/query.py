@@ -67,9 +67,9 @@ def iter_actions(
     if engine not in ("auto", "duckdb", "python"):
         raise BadInputError(f"unknown engine {engine!r}", hint="use duckdb or python")
     if engine == "duckdb" or (engine == "auto" and _duckdb_usable(source)):
-        from agentctl.trace import duck
+        from agentctl.trace.duck import iter_actions as duck_iter_actions
 
-        yield from duck.iter_actions(location, files, agent, since, until, where, tool, stats=stats)
+        yield from duck_iter_actions(location, files, agent, since, until, where, tool, stats=stats)
         return
     found: list[ActionRecord] = []
     for file in files:
@@ -90,10 +90,7 @@ def _duckdb_usable(source: str) -> bool:
         return False
     import importlib.util
 
-    return (
-        importlib.util.find_spec("duckdb") is not None
-        and importlib.util.find_spec("agentctl.trace.duck") is not None
-    )
+    return importlib.util.find_spec("duckdb") is not None
 
 
 def _scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:

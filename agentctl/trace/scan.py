@@ -96,7 +96,7 @@ def decode_lines(
 def classify(data: dict[str, Any]) -> BadReason | None:
     """A cheap pre-check before full validation: the reason this object is not a record."""
     version = data.get("schema_version")
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         return "unknown_version"
     if data.get("record_type") not in ("action", "model_call", "retrieval", "input"):
         return "unknown_record_type"

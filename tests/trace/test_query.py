@@ -14,7 +14,7 @@ from agentctl.trace.records import ActionRecord, ActionStatus
 from agentctl.trace.scan import ScanStats
 from tests.trace.helpers import T0, action, write
 
-ENGINES = ["python"]
+ENGINES = ["python", "duckdb"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
