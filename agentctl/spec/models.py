@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentctl.spec.release import Compensation, Mitigation, ReleasePointer
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 IAM_ACTION = re.compile(r"^(\*|[a-z0-9-]+:[A-Za-z0-9*]+)$")
 
@@ -61,6 +63,25 @@ class Tool(Strict):
     iam: ToolIam | None = Field(
         default=None, description="IAM actions/resources to deny when the tool is revoked."
     )
+    compensation: Compensation | None = Field(
+        default=None, description="The inverse rollback sends, once per original action."
+    )
+    mitigation: Mitigation | None = Field(
+        default=None, description="For an irreversible tool: what rollback records instead."
+    )
+
+    @model_validator(mode="after")
+    def _undo_declared(self) -> Tool:
+        if self.compensation is not None and self.mitigation is not None:
+            raise ValueError(f"tool {self.name!r}: give a compensation or a mitigation, not both")
+        if self.side_effects and self.compensation is None and self.mitigation is None:
+            raise ValueError(
+                f"tool {self.name!r} has side effects: declare a `compensation` (its inverse) "
+                "or a `mitigation` (if it cannot be undone)"
+            )
+        if not self.side_effects and (self.compensation or self.mitigation):
+            raise ValueError(f"tool {self.name!r} has no side effects: nothing to compensate")
+        return self
 
 
 class ToolRegistry(Strict):
@@ -145,6 +166,9 @@ class AgentSpec(Strict):
         default_factory=list, description="Lambda functions (names or ARNs) that run the agent."
     )
     shadow_flag: ShadowFlag | None = None
+    release: ReleasePointer | None = Field(
+        default=None, description="Where the agent reads its active release (rollback moves it)."
+    )
     runbooks: dict[Phase, Runbook] = Field(default_factory=dict)
 
     @property

@@ -1,0 +1,1 @@
+"""Compensations: plan them from action records, execute them exactly once, resumably."""
