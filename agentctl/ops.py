@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl.aws import Aws
 from agentctl.clock import Clock
@@ -22,11 +22,17 @@ from agentctl.incidents.store import IncidentStore, open_store
 from agentctl.spec.loader import load_agent
 from agentctl.spec.models import AgentSpec
 
+if TYPE_CHECKING:
+    from agentctl.drain.divert import MoveOptions
+    from agentctl.drain.service import DrainPlan, QueueMove, RedrivePlan
+    from agentctl.drain.wait import WaitResult
+
 
 class LeverState(StrEnum):
     LIVE = "live"
     CONTAINED = "contained"
     SHADOW = "shadow"
+    DRAINED = "drained"  # an intake lever (event source mapping, rule, schedule) is disabled
     UNKNOWN = "unknown"
 
 
@@ -59,7 +65,11 @@ class StatusReport:
     overall: str = field(init=False)
 
     def __post_init__(self) -> None:
-        containment = [lv for lv in self.levers if lv.action != "shadow.flag"]
+        from agentctl.engine.phases import INTAKE_KINDS
+
+        containment = [
+            lv for lv in self.levers if lv.action != "shadow.flag" and lv.action not in INTAKE_KINDS
+        ]
         contained = [lv for lv in containment if lv.state is LeverState.CONTAINED]
         if containment and len(contained) == len(containment):
             overall = "contained"
@@ -67,6 +77,12 @@ class StatusReport:
             overall = "partially contained"
         else:
             overall = "live"
+        intake = [lv for lv in self.levers if lv.action in INTAKE_KINDS]
+        drained = [lv for lv in intake if lv.state is LeverState.DRAINED]
+        if intake and len(drained) == len(intake):
+            overall += ", drained"
+        elif drained:
+            overall += ", partially drained"
         if any(lv.state is LeverState.SHADOW for lv in self.levers):
             overall += ", shadow"
         if any(lv.state is LeverState.UNKNOWN for lv in self.levers):
@@ -152,9 +168,22 @@ class Agentctl:
 
     # -- status ---------------------------------------------------------------------------------
     def status(self, agent: str) -> StatusReport:
+        from agentctl.drain.discover import discover
+        from agentctl.engine.phases import INTAKE_KINDS
+
         spec = self.spec(agent)
-        plan = self.engine.plan(spec, "status", status_steps(spec))
-        levers = []
+        found = (
+            discover(self.aws, spec)
+            if spec.queues or spec.intake != spec.intake.__class__() or spec.functions
+            else None
+        )
+        plan = self.engine.plan(spec, "status", status_steps(spec, found.mappings if found else ()))
+        levers = [
+            LeverStatus(
+                "intake", "lambda.disable_event_source", "?", LeverState.UNKNOWN, "-", e.message
+            )
+            for e in (found.errors if found else [])
+        ]
         for planned in plan.steps:
             step = planned.step
             if planned.error is not None:
@@ -172,6 +201,8 @@ class Agentctl:
             applied = planned.change is None
             if step.kind == "shadow.flag":
                 state = LeverState.SHADOW if applied else LeverState.LIVE
+            elif step.kind in INTAKE_KINDS:
+                state = LeverState.DRAINED if applied else LeverState.LIVE
             else:
                 state = LeverState.CONTAINED if applied else LeverState.LIVE
             levers.append(
@@ -181,6 +212,80 @@ class Agentctl:
             )
         incident = self.store.find_open(agent)
         return StatusReport(agent=agent, levers=levers, incident=incident, read_ms=plan.read_ms)
+
+    # -- drain ----------------------------------------------------------------------------------
+    def plan_drain(self, agent: str, *, divert: bool = False) -> DrainPlan:
+        """Discover the intake and queues, read every lever; change nothing."""
+        from agentctl.drain.service import plan_drain
+
+        return plan_drain(self.engine, self.store, self.spec(agent), divert=divert)
+
+    def wait_in_flight(
+        self, drain: DrainPlan, *, timeout: float, interval: float = 2.0, on_poll: Any = None
+    ) -> WaitResult:
+        """Wait (through the engine's clock) until nothing is in flight, or ``timeout``."""
+        from agentctl.drain.service import wait
+
+        return wait(
+            self.aws, self.engine.clock, drain, timeout=timeout, interval=interval, on_poll=on_poll
+        )
+
+    def divert(
+        self,
+        drain: DrainPlan,
+        run: RunResult,
+        *,
+        options: MoveOptions | None = None,
+        on_progress: Any = None,
+        reason: str = "",
+    ) -> list[QueueMove]:
+        """Move every queued message of the work queues to their review queues, exactly once."""
+        from agentctl.drain.ledger import ledger_for
+        from agentctl.drain.service import divert
+
+        assert run.incident is not None
+        return divert(
+            self.aws,
+            self.store,
+            ledger_for(self.store),
+            drain,
+            run.incident,
+            run.plan.operator,
+            self.engine.clock,
+            options=options,
+            on_progress=on_progress,
+            reason=reason,
+        )
+
+    def plan_redrive(self, agent: str) -> RedrivePlan:
+        from agentctl.drain.service import plan_redrive
+
+        return plan_redrive(self.aws, self.spec(agent))
+
+    def redrive(
+        self,
+        plan: RedrivePlan,
+        run: RunResult,
+        *,
+        options: MoveOptions | None = None,
+        reason: str = "",
+    ) -> list[QueueMove]:
+        """Move the messages drain diverted back from the review queues to the work queues."""
+        from agentctl.drain.ledger import ledger_for
+        from agentctl.drain.service import redrive
+
+        assert run.incident is not None
+        return redrive(
+            self.aws,
+            self.store,
+            ledger_for(self.store),
+            plan,
+            run.incident,
+            run.plan.operator,
+            self.engine.clock,
+            options=options,
+            reason=reason,
+        )
 
     # -- incidents ------------------------------------------------------------------------------
     def incidents(

@@ -145,6 +145,9 @@ def seed(aws: Aws, spec: AgentSpec) -> Seeded:
                         Name=params["Name"], ScheduleExpression="rate(1 day)", State="ENABLED"
                     )
                     out.created.append(f"eventbridge rule {params['Name']}")
+    from agentctl.drain.seed import seed_intake
+
+    out.created += seed_intake(aws, spec, role_arn)
     return out
 
 

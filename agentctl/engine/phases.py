@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agentctl.errors import BadInputError
 from agentctl.spec.models import AgentSpec, Phase, StepSpec
 
+if TYPE_CHECKING:
+    from agentctl.drain.discover import MappingRef
+
 BUILTIN_TOOL_KINDS = ("iam.deny_tools", "registry.disable_tools")
+INTAKE_KINDS = (
+    "lambda.disable_event_source",
+    "events.disable_rule",
+    "scheduler.disable_schedule",
+)
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,54 @@ def shadow_steps(spec: AgentSpec, mode: str = "shadow") -> list[StepSpec]:
     return _with_runbook(spec, Phase.SHADOW, defaults)
 
 
-def status_steps(spec: AgentSpec) -> list[StepSpec]:
-    """Every lever ``contain --hard`` and ``shadow`` would pull: for reading state back."""
+def drain_steps(spec: AgentSpec, mappings: Sequence[MappingRef] = ()) -> list[StepSpec]:
+    """The levers of ``drain``: disable every event source mapping (``mappings``, found by
+    :func:`agentctl.drain.discover.discover`), EventBridge rule and schedule that feeds the agent;
+    then the spec's ``runbooks.drain`` steps, if any."""
+    defaults: list[StepSpec] = []
+    for index, mapping in enumerate(mappings):
+        inputs = {"uuid": mapping.uuid}
+        if mapping.function:
+            inputs["function"] = mapping.function
+        if mapping.source:
+            inputs["source"] = mapping.source
+        defaults.append(
+            StepSpec(
+                name=f"disable-mapping-{index + 1}",
+                action="lambda.disable_event_source",
+                inputs=inputs,
+                timeout=120.0,
+            )
+        )
+    for index, rule in enumerate(spec.intake.rules):
+        defaults.append(
+            StepSpec(
+                name=f"disable-rule-{index + 1}",
+                action="events.disable_rule",
+                inputs={"name": rule.name, "bus": rule.bus},
+            )
+        )
+    for index, schedule in enumerate(spec.intake.schedules):
+        defaults.append(
+            StepSpec(
+                name=f"disable-schedule-{index + 1}",
+                action="scheduler.disable_schedule",
+                inputs={"name": schedule.name, "group": schedule.group},
+            )
+        )
+    return _with_runbook(spec, Phase.DRAIN, defaults)
+
+
+def status_steps(spec: AgentSpec, mappings: Sequence[MappingRef] = ()) -> list[StepSpec]:
+    """Every lever ``contain --hard``, ``shadow`` and ``drain`` would pull: for reading state
+    back."""
     steps = [s for s in contain_steps_or_empty(spec) if not _is_check(s)]
     if spec.shadow_flag is not None:
         steps.append(StepSpec(name="shadow-flag", action="shadow.flag", inputs={"mode": "shadow"}))
+    names = {s.name for s in steps}
+    steps += [
+        s for s in drain_steps(spec, mappings) if s.action in INTAKE_KINDS and s.name not in names
+    ]
     return steps
 
 

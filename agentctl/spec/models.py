@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentctl.spec.intake import Intake, WorkQueue, check_queues
 from agentctl.spec.release import Compensation, Mitigation, ReleasePointer
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -166,10 +167,21 @@ class AgentSpec(Strict):
         default_factory=list, description="Lambda functions (names or ARNs) that run the agent."
     )
     shadow_flag: ShadowFlag | None = None
+    queues: list[WorkQueue] = Field(
+        default_factory=list, description="SQS work queues (and review queues) for `drain`."
+    )
+    intake: Intake = Field(
+        default_factory=Intake, description="What feeds the agent: disabled by `drain`."
+    )
     release: ReleasePointer | None = Field(
         default=None, description="Where the agent reads its active release (rollback moves it)."
     )
     runbooks: dict[Phase, Runbook] = Field(default_factory=dict)
+
+    @field_validator("queues")
+    @classmethod
+    def _unique_queues(cls, value: list[WorkQueue]) -> list[WorkQueue]:
+        return check_queues(value)
 
     @property
     def role_name(self) -> str:
