@@ -1,0 +1,120 @@
+"""Writing must never block or break the agent: sink down, buffer full, recovery, layout."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.clock import FakeClock
+from agentctl.sdk import Agent, LocalJsonlSink, Writer
+
+
+class FlakySink:
+    def __init__(self) -> None:
+        self.down = True
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if self.down:
+            raise OSError("disk full")
+        self.batches.append(list(records))
+
+
+def make_agent(writer: Writer, clock: FakeClock) -> tuple[Agent, list[str]]:
+    agent = Agent("refund-agent", writer=writer, now=clock.now)  # no SSM: nothing revoked
+    ran: list[str] = []
+
+    @agent.tool()
+    def lookup_order(order_id: str) -> dict[str, str]:
+        ran.append(order_id)
+        return {"order": order_id}
+
+    agent.lookup_order = lookup_order  # type: ignore[attr-defined]
+    return agent, ran
+
+
+def test_sink_down_does_not_break_the_agent_and_nothing_is_lost_on_recovery(
+    clock: FakeClock,
+) -> None:
+    sink = FlakySink()
+    writer = Writer(sink, batch_size=10, background=False)
+    agent, ran = make_agent(writer, clock)
+    with agent.unit_of_work("T-1"):
+        for i in range(25):
+            agent.lookup_order(f"o-{i}")  # type: ignore[attr-defined]
+    assert len(ran) == 25
+    assert agent.flush() is False
+    assert writer.stats.sink_errors == 1 and writer.stats.pending == 26  # 25 actions + 1 input
+
+    sink.down = False
+    assert agent.flush() is True
+    written = [r for batch in sink.batches for r in batch]
+    assert len(written) == 26 and writer.stats.dropped == 0
+    assert [r["args"]["order_id"] for r in written if r["record_type"] == "action"] == [
+        f"o-{i}" for i in range(25)
+    ]
+
+
+def test_full_buffer_drops_counts_and_warns_but_the_agent_keeps_working(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FlakySink()
+    writer = Writer(sink, max_buffer=5, background=False)
+    agent, ran = make_agent(writer, clock)
+    with caplog.at_level(logging.WARNING, logger="agentctl.sdk"), agent.unit_of_work("T-1"):
+        for i in range(10):
+            agent.lookup_order(f"o-{i}")  # type: ignore[attr-defined]
+    assert len(ran) == 10
+    assert writer.stats.dropped == 6  # 11 submitted (input + 10), 5 kept
+    assert "dropped" in caplog.text
+    sink.down = False
+    agent.flush()
+    assert sum(len(b) for b in sink.batches) == 5
+
+
+def test_background_writer_flushes_on_close(tmp_path: Path, clock: FakeClock) -> None:
+    writer = Writer(LocalJsonlSink(tmp_path, writer_id="w"), flush_interval=60)
+    agent, _ = make_agent(writer, clock)
+    with agent.unit_of_work("T-1"):
+        agent.lookup_order("o-1")  # type: ignore[attr-defined]
+    agent.close()
+    day = clock.now().strftime("%Y-%m-%d")
+    lines = (tmp_path / f"dt={day}" / "actions-w-000001.jsonl").read_text().splitlines()
+    assert [json.loads(line)["tool"] for line in lines] == ["lookup_order"]
+    assert (tmp_path / f"dt={day}" / "decisions-w-000001.jsonl").exists()
+
+
+def test_gzip_local_sink_appends_members_readable_as_one_file(tmp_path: Path) -> None:
+    sink = LocalJsonlSink(tmp_path, writer_id="w", compress=True)
+    rec = {"record_type": "action", "ts": "2026-11-24T01:00:00Z", "n": 1}
+    sink.write([rec])
+    sink.write([rec | {"n": 2}])
+    path = tmp_path / "dt=2026-11-24" / "actions-w-000001.jsonl.gz"
+    assert [json.loads(x)["n"] for x in gzip.decompress(path.read_bytes()).splitlines()] == [1, 2]
+
+
+def test_local_sink_rolls_over_to_a_new_file(tmp_path: Path) -> None:
+    sink = LocalJsonlSink(tmp_path, writer_id="w", max_file_bytes=10)
+    rec = {"record_type": "action", "ts": "2026-11-24T01:00:00Z"}
+    sink.write([rec])
+    sink.write([rec])
+    names = sorted(p.name for p in (tmp_path / "dt=2026-11-24").iterdir())
+    assert names == ["actions-w-000001.jsonl", "actions-w-000002.jsonl"]
+
+
+def test_sdk_imports_without_the_cli_or_heavy_dependencies() -> None:
+    code = (
+        "import sys, agentctl.sdk\n"
+        "heavy = {'typer', 'rich', 'questionary', 'pydantic', 'duckdb', 'boto3', 'botocore',"
+        " 'yaml', 'jinja2'}\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
