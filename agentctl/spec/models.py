@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentctl.spec.audit import AuditSpec
 from agentctl.spec.intake import Intake, WorkQueue, check_queues
 from agentctl.spec.release import Compensation, Mitigation, ReleasePointer
 
@@ -175,6 +176,9 @@ class AgentSpec(Strict):
     )
     release: ReleasePointer | None = Field(
         default=None, description="Where the agent reads its active release (rollback moves it)."
+    )
+    audit: AuditSpec | None = Field(
+        default=None, description="Where the agent's decision traces and action records live."
     )
     runbooks: dict[Phase, Runbook] = Field(default_factory=dict)
 
