@@ -143,6 +143,8 @@ class Executor:
         self.checkpoint = checkpoint
         self._handlers: dict[str, Handler | AgentctlError] = {}
         self._lock = threading.Lock()
+        # Set when a batch dies of a BaseException (Ctrl-C, SystemExit): no new batch starts.
+        self._halt = threading.Event()
 
     # -- public ----------------------------------------------------------------------------------
     def run(self, plan: CompensationPlan, progress: ProgressFn | None = None) -> ExecutionReport:
@@ -239,6 +241,23 @@ class Executor:
         return self._pass(rest, report, counter) if rest else []
 
     def _batch(
+        self,
+        handler: Handler | AgentctlError,
+        rows: list[LedgerRow],
+        report: ExecutionReport,
+        counter: _Counter,
+    ) -> list[LedgerRow]:
+        if self._halt.is_set():
+            return []
+        try:
+            return self._batch_inner(handler, rows, report, counter)
+        except Exception:
+            raise
+        except BaseException:
+            self._halt.set()
+            raise
+
+    def _batch_inner(
         self,
         handler: Handler | AgentctlError,
         rows: list[LedgerRow],
