@@ -349,7 +349,10 @@ class Executor:
         sending = [i for i in to_send if i.key in marked]
         if not sending:
             return [], held
-        results = handler.dispatch_batch(sending)
+        try:
+            results = handler.dispatch_batch(sending)
+        except Exception as exc:  # a handler bug: it may have sent some, so not "not applied"
+            results = [Dispatch(Outcome.UNKNOWN, f"handler raised: {exc!r}")] * len(sending)
         self._point("after_dispatch", [i.key for i in sending])
         outcomes: list[Finish] = []
         retry: list[WorkItem] = []

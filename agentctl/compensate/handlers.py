@@ -289,7 +289,8 @@ class LambdaHandler(Handler):
         except Exception as exc:
             return classify_aws_error(exc)
         body = response.get("Payload")
-        text = body.read().decode("utf-8", "replace")[:200] if body is not None else ""
+        raw = body.read() if hasattr(body, "read") else (body or b"")
+        text = raw.decode("utf-8", "replace")[:1000]
         if response.get("FunctionError"):
             # The function ran and raised: whatever it did before raising stands.
             return Dispatch(

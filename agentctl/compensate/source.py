@@ -1,0 +1,48 @@
+"""Where rollback reads action records: the trace readers of :mod:`agentctl.trace.query`.
+
+The audit location is the spec's ``audit.location`` (a directory or ``s3://bucket/prefix``),
+or an explicit ``source``. Bad lines are counted (``ScanStats``), never fatal, never dropped
+silently: the plan reports how many there were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from agentctl.aws import Aws
+from agentctl.errors import BadInputError
+from agentctl.spec.models import AgentSpec
+
+
+def audit_location(spec: AgentSpec, source: str | None = None) -> str:
+    if source:
+        return source
+    audit = getattr(spec, "audit", None)
+    location = getattr(audit, "location", None)
+    if not location:
+        raise BadInputError(
+            f"{spec.name}: no audit location to read action records from",
+            hint="declare `audit: {location: ...}` in the spec, or pass --source DIR|s3://...",
+        )
+    return str(location)
+
+
+def load_actions(
+    spec: AgentSpec,
+    aws: Aws,
+    *,
+    since: datetime,
+    until: datetime,
+    where: str | None = None,
+    tool: str | None = None,
+    source: str | None = None,
+    stats: Any | None = None,
+) -> Iterator[Any]:
+    """The agent's action records with ``since <= ts < until`` matching ``where``."""
+    from agentctl.trace.query import iter_actions
+
+    location = audit_location(spec, source)
+    s3 = aws.client("s3") if location.startswith("s3://") else None
+    return iter_actions(location, spec.name, since, until, where, tool, stats=stats, s3_client=s3)
