@@ -26,7 +26,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
 from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord
 from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats
@@ -126,25 +125,39 @@ def action_query(
 
 
 class _Files:
-    """Local paths DuckDB can open, for local or S3 record files (downloaded to a temp dir)."""
+    """Local JSONL paths DuckDB can open for the record files: local JSONL as they are; S3
+    objects downloaded and OTLP JSON normalised into a temporary directory."""
 
-    def __init__(self, location: Location, files: list[RecordFile]) -> None:
+    def __init__(self, location: Location, files: list[RecordFile], stats: ScanStats) -> None:
         self.location = location
         self.files = files
+        self.stats = stats
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.display: dict[str, str] = {}
 
+    def _tmpdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="agentctl-trace-")
+        return Path(self._tmp.name)
+
     def __enter__(self) -> list[str]:
-        if isinstance(self.location, LocalLocation):
-            self.display = {f.name: f.name for f in self.files}
-            return [f.name for f in self.files]
-        self._tmp = tempfile.TemporaryDirectory(prefix="agentctl-trace-")
         paths = []
         for i, file in enumerate(self.files):
-            suffix = ".jsonl.gz" if file.name.endswith(".gz") else ".jsonl"
-            path = Path(self._tmp.name) / f"{i:06d}{suffix}"
-            with self.location.open(file) as body, open(path, "wb") as out:
-                shutil.copyfileobj(body, out, 1 << 20)
+            if file.kind == "otlp":
+                from agentctl.trace.otlp import normalise
+                from agentctl.trace.scan import open_text
+
+                with self.location.open(file) as body, open_text(file.name, body) as text:
+                    records = normalise(file.name, text.read(), self.stats)
+                path = self._tmpdir() / f"{i:06d}.jsonl"
+                path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            elif isinstance(self.location, LocalLocation):
+                path = Path(file.name)
+            else:
+                suffix = ".jsonl.gz" if file.name.endswith(".gz") else ".jsonl"
+                path = self._tmpdir() / f"{i:06d}{suffix}"
+                with self.location.open(file) as body, open(path, "wb") as out:
+                    shutil.copyfileobj(body, out, 1 << 20)
             paths.append(str(path))
             self.display[str(path)] = file.name
         return paths
@@ -216,7 +229,7 @@ def count_actions(
     query = action_query(agent, since, until, where, tool)
     con = connect()
     try:
-        with _Files(location, files) as paths:
+        with _Files(location, files, stats) as paths:
             stats.files += len(paths)
             params = {"files": paths, **query.params}
             display = dict(zip(paths, (f.name for f in files), strict=True))
@@ -242,7 +255,7 @@ def iter_actions(
     query = action_query(agent, since, until, where, tool)
     con = connect()
     try:
-        with _Files(location, files) as paths:
+        with _Files(location, files, stats) as paths:
             stats.files += len(paths)
             sql = _classified()
             params = {"files": paths, **query.params}
@@ -277,9 +290,12 @@ def find_lines(
     files: list[RecordFile],
     predicate_sql: str,
     params: dict[str, Any],
+    *,
     needle: str | None,
+    stats: ScanStats,
 ) -> list[str]:
-    """Raw lines of valid records matching ``predicate_sql`` (over ``v``/``j``)."""
+    """Raw lines of the valid records matching ``predicate_sql`` (over ``v``, ``j`` and ``ts``),
+    in time order. ``needle``: a substring every wanted line contains (a cheap pre-filter)."""
     if not files:
         return []
     prefilter = "AND contains(line, $needle)" if needle else ""
@@ -287,16 +303,13 @@ def find_lines(
         params = {**params, "needle": needle}
     con = connect()
     try:
-        with _Files(location, files) as paths:
+        with _Files(location, files, stats) as paths:
+            stats.files += len(paths)
             rows = con.execute(
                 f"{_classified(prefilter)} SELECT line FROM c WHERE bad IS NULL AND "
                 f"({predicate_sql}) ORDER BY ts",
                 {"files": paths, **params},
             ).fetchall()
-    except Exception as exc:
-        if type(exc).__module__.startswith("duckdb"):
-            raise BadInputError(f"DuckDB could not read the records: {exc}") from exc
-        raise
     finally:
         con.close()
     return [str(r[0]) for r in rows]

@@ -13,7 +13,7 @@ Stable signatures::
       ``source`` is the audit location: a directory or ``s3://bucket/prefix`` (then pass
       ``s3_client``). Bad lines never stop the scan: pass a ``ScanStats`` to get them counted.
       ``engine``: ``duckdb`` (filters inside DuckDB, partition-pruned file list), ``python``
-      (a plain line scan), ``auto`` (duckdb when installed and the location is local).
+      (a plain line scan), ``auto`` (duckdb when installed).
 
 Rollback (issue 5) keys compensation on ``ActionRecord.effects`` and ``idempotency_key``.
 """
@@ -30,7 +30,8 @@ from agentctl.trace.records import ActionRecord
 from agentctl.trace.scan import ScanStats, decode_lines, open_text, validate
 from agentctl.trace.source import Location, RecordFile, open_location
 
-ACTION_KINDS = frozenset({"actions", "mixed"})
+ACTION_KINDS = frozenset({"actions", "mixed", "otlp"})
+ALL_KINDS = frozenset({"actions", "decisions", "mixed", "otlp"})
 
 
 def utc(ts: datetime) -> datetime:
@@ -66,14 +67,14 @@ def iter_actions(
     files = location.files(since, until, ACTION_KINDS)
     if engine not in ("auto", "duckdb", "python"):
         raise BadInputError(f"unknown engine {engine!r}", hint="use duckdb or python")
-    if engine == "duckdb" or (engine == "auto" and _duckdb_usable(source)):
+    if engine == "duckdb" or (engine == "auto" and duckdb_usable(source)):
         from agentctl.trace.duck import iter_actions as duck_iter_actions
 
         yield from duck_iter_actions(location, files, agent, since, until, where, tool, stats=stats)
         return
     found: list[ActionRecord] = []
     for file in files:
-        for record in _scan_file(location, file, stats):
+        for record in scan_file(location, file, stats):
             if not isinstance(record, ActionRecord) or record.agent != agent:
                 continue
             if not since <= record.ts < until or (tool and record.tool != tool):
@@ -85,16 +86,27 @@ def iter_actions(
     yield from found
 
 
-def _duckdb_usable(source: str) -> bool:
-    if source.startswith("s3://"):
-        return False
+def duckdb_usable(source: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec("duckdb") is not None
 
 
-def _scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:
+def scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:
+    """Every valid record in one file (JSONL, gzip JSONL or OTLP JSON); bad ones counted."""
     stats.files += 1
+    if file.kind == "otlp":
+        from agentctl.trace.otlp import normalise
+
+        with location.open(file) as raw, open_text(file.name, raw) as text:
+            content = text.read()
+        records = normalise(file.name, content, stats)
+        stats.lines += len(records)
+        for data in records:
+            record = validate(file.name, 0, data, stats)
+            if record is not None:
+                yield record
+        return
     with location.open(file) as raw, open_text(file.name, raw) as text:
         for number, data in decode_lines(file.name, text, stats):
             record = validate(file.name, number, data, stats)

@@ -39,6 +39,7 @@ class ScanStats:
 
     files: int = 0
     lines: int = 0
+    skipped: int = 0  # OTLP spans that are not GenAI decision records (HTTP, DB, ...)
     bad: Counter[str] = field(default_factory=Counter)
     examples: list[BadLine] = field(default_factory=list)
 
@@ -54,6 +55,7 @@ class ScanStats:
     def merge(self, other: ScanStats) -> None:
         self.files += other.files
         self.lines += other.lines
+        self.skipped += other.skipped
         self.bad.update(other.bad)
         room = MAX_EXAMPLES - len(self.examples)
         self.examples.extend(other.examples[: max(room, 0)])
@@ -62,6 +64,7 @@ class ScanStats:
         return {
             "files": self.files,
             "lines": self.lines,
+            "skipped_spans": self.skipped,
             "bad": self.bad_total,
             "bad_by_reason": dict(sorted(self.bad.items())),
             "examples": [e.to_dict() for e in self.examples],

@@ -1,0 +1,153 @@
+"""``agentctl trace ACTION``: find one action (by action id or idempotency key) and the decision
+chain that led to it: input → retrieved context → model calls → earlier tool calls → the action.
+
+The lookup scans the action files of every day partition (or of ``since``/``until`` when given);
+with DuckDB, lines are pre-filtered on the quoted id before any JSON is parsed. The chain is every
+record of the action's trace (same ``trace_id``) up to and including the action, read from the
+action's day and the day before (a unit of work that started before midnight).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentctl.errors import AgentctlError
+from agentctl.trace.query import ACTION_KINDS, ALL_KINDS, duckdb_usable, scan_file, utc
+from agentctl.trace.records import (
+    ActionRecord,
+    InputRecord,
+    ModelCallRecord,
+    RetrievalRecord,
+    parse_record,
+)
+from agentctl.trace.scan import ScanStats
+from agentctl.trace.source import open_location
+
+AnyRecord = ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord
+
+
+class ActionNotFoundError(AgentctlError):
+    pass
+
+
+@dataclass
+class Chain:
+    """One action and the records of its trace that led to it, in time order."""
+
+    action: ActionRecord
+    records: list[AnyRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.model_dump(mode="json"),
+            "chain": [r.model_dump(mode="json") for r in self.records],
+        }
+
+
+def _use_duck(source: str, engine: str) -> bool:
+    return engine == "duckdb" or (engine == "auto" and duckdb_usable(source))
+
+
+def find_actions(
+    source: str,
+    ident: str,
+    *,
+    agent: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    stats: ScanStats | None = None,
+    s3_client: Any | None = None,
+    engine: str = "auto",
+) -> list[ActionRecord]:
+    """Actions whose ``action_id`` or ``idempotency_key`` is ``ident`` (a retried call shares
+    its key: several actions can match), oldest first."""
+    stats = stats if stats is not None else ScanStats()
+    location = open_location(source, s3_client=s3_client)
+    files = location.files(
+        utc(since) if since else None, utc(until) if until else None, ACTION_KINDS
+    )
+    found: list[ActionRecord] = []
+    if _use_duck(source, engine):
+        from agentctl.trace import duck
+
+        pred = (
+            f"{duck.v('record_type')} = 'action' AND "
+            f"({duck.v('action_id')} = $ident OR {duck.v('idempotency_key')} = $ident)"
+        )
+        params: dict[str, Any] = {"ident": ident}
+        if agent:
+            pred += f" AND {duck.v('agent')} = $agent"
+            params["agent"] = agent
+        for line in duck.find_lines(
+            location, files, pred, params, needle=duck.needle_for(ident), stats=stats
+        ):
+            found.append(ActionRecord.model_validate(json.loads(line)))
+    else:
+        for file in files:
+            for r in scan_file(location, file, stats):
+                if (
+                    isinstance(r, ActionRecord)
+                    and ident in (r.action_id, r.idempotency_key)
+                    and (agent is None or r.agent == agent)
+                ):
+                    found.append(r)
+    found.sort(key=lambda r: (r.ts, r.action_id))
+    if not found:
+        raise ActionNotFoundError(
+            f"no action with id or idempotency key {ident!r} in {location.url}",
+            hint="list candidates with `agentctl actions AGENT --since ...`",
+        )
+    return found
+
+
+def decision_chain(
+    source: str,
+    action: ActionRecord,
+    *,
+    stats: ScanStats | None = None,
+    s3_client: Any | None = None,
+    engine: str = "auto",
+) -> Chain:
+    """The records of ``action``'s trace up to and including it."""
+    stats = stats if stats is not None else ScanStats()
+    location = open_location(source, s3_client=s3_client)
+    since = action.ts - timedelta(days=1)
+    until = action.ts + timedelta(seconds=1)
+    files = location.files(since, until, ALL_KINDS)
+    records: list[AnyRecord] = []
+    if _use_duck(source, engine):
+        from agentctl.trace import duck
+
+        pred = f"{duck.v('trace_id')} = $trace AND ts <= $until"
+        params = {"trace": action.trace_id, "until": action.ts}
+        for line in duck.find_lines(
+            location, files, pred, params, needle=duck.needle_for(action.trace_id), stats=stats
+        ):
+            records.append(parse_record(json.loads(line)))
+    else:
+        records = [
+            r
+            for f in files
+            for r in scan_file(location, f, stats)
+            if r.trace_id == action.trace_id and r.ts <= action.ts
+        ]
+    records = _dedupe(records)
+    order = {"input": 0, "retrieval": 1, "model_call": 2, "action": 3}
+    records.sort(key=lambda r: (r.ts, order[r.record_type]))
+    return Chain(action, records)
+
+
+def _dedupe(records: Sequence[AnyRecord]) -> list[AnyRecord]:
+    """One record per span (a fan-out sink retried after a partial failure may write twice)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[AnyRecord] = []
+    for r in records:
+        key = (r.trace_id, r.span_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
