@@ -25,15 +25,16 @@ if TYPE_CHECKING:
 
 
 class Inputs(BaseModel):
-    """Base of every step's inputs model: unknown keys are errors."""
+    """Base of every step's inputs model: unknown keys are errors. Schemas are built on first
+    use (``defer_build``): a run pays only for the step kinds it uses."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class State(BaseModel):
     """Base of every step's state model (what the journal stores as before/after)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 I = TypeVar("I", bound=Inputs)  # noqa: E741

@@ -41,9 +41,12 @@ class RegistryState(State):
 class _Parameter:
     """Read-modify-write of one SSM parameter with interleaved-write detection."""
 
-    def __init__(self, step: Step[Any, Any], name: str) -> None:
+    def __init__(
+        self, step: Step[Any, Any], name: str, last_read: tuple[str | None, int, str] | None = None
+    ) -> None:
         self.step = step
         self.name = name
+        self.last_read = last_read
 
     def read(self) -> tuple[str | None, int, str]:
         try:
@@ -53,7 +56,8 @@ class _Parameter:
                 return None, 0, "String"
             raise
         param = response["Parameter"]
-        return param["Value"], int(param["Version"]), param.get("Type", "String")
+        self.last_read = (param["Value"], int(param["Version"]), param.get("Type", "String"))
+        return self.last_read
 
     def value_at(self, version: int) -> str:
         paginator_args: dict[str, Any] = {"Name": self.name, "WithDecryption": True}
@@ -68,8 +72,12 @@ class _Parameter:
             paginator_args["NextToken"] = token
 
     def update(self, modify: Callable[[str | None], str]) -> None:
-        """Write ``modify(current)``; if another writer slipped in, re-apply on top of theirs."""
-        value, version, type_ = self.read()
+        """Write ``modify(current)``; if another writer slipped in, re-apply on top of theirs.
+
+        Starts from the last read (the plan's snapshot) when there is one: a write in between
+        is caught by the version check like any other interleaved write.
+        """
+        value, version, type_ = self.last_read or self.read()
         current = value  # what the parameter holds now, as far as we know
         for _ in range(MAX_CONFLICT_RETRIES):
             new_value = modify(value)
@@ -137,7 +145,9 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
             raise BadInputError(str(exc)) from exc
 
     def snapshot(self) -> RegistryState:
-        raw, version, _ = _Parameter(self, self.parameter).read()
+        param = _Parameter(self, self.parameter)
+        raw, version, _ = param.read()
+        self._last_read = param.last_read
         if raw is None:
             raise AwsCallError(
                 f"tool registry parameter {self.parameter} does not exist",
@@ -186,7 +196,11 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
                 doc["tools"][tool] = {**entry, "enabled": False}
             return _dump(doc, raw)
 
-        _Parameter(self, self.parameter).update(modify)
+        _Parameter(self, self.parameter, self._take_last_read()).update(modify)
+
+    def _take_last_read(self) -> tuple[str | None, int, str] | None:
+        last, self._last_read = getattr(self, "_last_read", None), None
+        return last
 
     def undo(self, before: RegistryState) -> None:
         def modify(raw: str | None) -> str:
@@ -202,7 +216,7 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
                     }
             return _dump(doc, raw)
 
-        _Parameter(self, self.parameter).update(modify)
+        _Parameter(self, self.parameter, self._take_last_read()).update(modify)
 
 
 def _dump(doc: dict[str, Any], previous: str | None) -> str:

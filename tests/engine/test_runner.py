@@ -108,18 +108,6 @@ def test_partial_failure_access_denied_then_rerun_finishes(agentctl: Agentctl, s
     # moto cannot refuse one specific call, so this one call is stubbed (house rule).
     with Stubber(iam) as stub:
         stub.add_client_error("get_role_policy", "NoSuchEntity", http_status_code=404)
-        stub.add_response(
-            "get_role",
-            {
-                "Role": {
-                    "Path": "/",
-                    "RoleName": "refund-agent-role",
-                    "RoleId": "AROA1234567890123",
-                    "Arn": "arn:aws:iam::123456789012:role/refund-agent-role",
-                    "CreateDate": "2026-01-01T00:00:00Z",
-                }
-            },
-        )
         stub.add_client_error(
             "put_role_policy",
             "AccessDenied",

@@ -91,5 +91,6 @@ def test_unknown_tool_is_bad_input(make: MakeStep) -> None:
 
 def test_missing_role_says_so(make: MakeStep) -> None:
     step = make("iam.deny_tools", {"role": "no-such-role"})
+    before = step.snapshot()  # no policy on a missing role: the write says which it is
     with pytest.raises(AwsCallError, match="IAM role 'no-such-role' does not exist"):
-        step.snapshot()
+        step.apply(before)

@@ -20,6 +20,7 @@ tools:
     side_effects: true
     iam:
       actions: [lambda:InvokeFunction]
+    mitigation: {kind: support_list, description: call the customer}
 tool_registry:
   parameter: /agents/refund-agent/tools
 """
@@ -65,7 +66,7 @@ def test_unknown_keys_are_errors_with_line_and_path() -> None:
     text += "shadowflag: {parameter: /x}\n"
     found = problems(text)
     assert (8, "tools[0].sideeffects", "unknown key") in found
-    assert (13, "shadowflag", "unknown key") in found
+    assert (14, "shadowflag", "unknown key") in found
 
 
 def test_every_wrong_type_is_listed_not_only_the_first() -> None:
@@ -76,7 +77,7 @@ def test_every_wrong_type_is_listed_not_only_the_first() -> None:
     by_field = {f: (line, m) for line, f, m in found}
     assert by_field["tools[0].side_effects"][0] == 7
     assert "maybe" in by_field["tools[0].side_effects"][1]  # says what it got
-    assert by_field["functions"][0] == 12
+    assert by_field["functions"][0] == 13
 
 
 def test_missing_required_field() -> None:
@@ -86,7 +87,7 @@ def test_missing_required_field() -> None:
 
 def test_duplicate_key_is_an_error() -> None:
     found = problems(GOOD + "owner: someone-else\n")
-    assert (12, "owner", "duplicate key") in found
+    assert (13, "owner", "duplicate key") in found
 
 
 def test_bad_iam_action_names_its_field() -> None:
@@ -122,11 +123,11 @@ def test_unknown_step_action_and_bad_inputs() -> None:
     )
     found = problems(text)
     assert any(
-        f == "runbooks.contain.steps[0].action" and line == 16 and "unknown action" in m
+        f == "runbooks.contain.steps[0].action" and line == 17 and "unknown action" in m
         for line, f, m in found
     )
-    assert any(f == "runbooks.contain.steps[1].inputs.value" and line == 19 for line, f, _ in found)
-    assert (19, "runbooks.contain.steps[1].inputs.colour", "unknown key") in found
+    assert any(f == "runbooks.contain.steps[1].inputs.value" and line == 20 for line, f, _ in found)
+    assert (20, "runbooks.contain.steps[1].inputs.colour", "unknown key") in found
 
 
 def test_step_dependency_cycle_rejected() -> None:
@@ -175,7 +176,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_problem_str_has_file_line_field() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(GOOD + "bogus: 1\n", "runbooks/refund-agent.yaml")
-    assert str(info.value.problems[0]) == "runbooks/refund-agent.yaml:12: bogus: unknown key"
+    assert str(info.value.problems[0]) == "runbooks/refund-agent.yaml:13: bogus: unknown key"
 
 
 def test_json_schema_describes_the_spec() -> None:
