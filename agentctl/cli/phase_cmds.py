@@ -123,12 +123,23 @@ def register(app: typer.Typer) -> None:
     def resume(
         ctx: typer.Context,
         agent: Agent,
+        redrive: Annotated[
+            bool,
+            typer.Option(
+                "--redrive",
+                help="Also offer to move the messages drain diverted back to the work queues.",
+            ),
+        ] = False,
         reason: Reason = "",
         yes: Yes = False,
         dry_run: DryRun = False,
     ) -> None:
         """Lift containment: restore every target the open incident changed to its exact
         before-state (things disabled before the incident stay disabled)."""
+        if redrive:
+            from agentctl.cli.drain_cmds import resume_with_redrive
+
+            resume_with_redrive(ctx, agent, yes=yes, dry_run=dry_run, reason=reason)
         plan = globals_of(ctx).agentctl().plan_resume(agent)
         run_plan(ctx, plan, yes=yes, dry_run=dry_run, reason=reason, what=f"resume {agent}")
 

@@ -32,13 +32,14 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentctl.aws import Aws
-from agentctl.drain.ledger import MoveLedger, MoveState
+from agentctl.drain.ledger import Claim, MoveLedger, MoveState
 from agentctl.drain.queues import QueueCounts, QueueRef, call, counts
 from agentctl.errors import AgentctlError, AwsCallError
 
@@ -124,10 +125,13 @@ class Mover:
         self._lock = threading.Lock()
         self._held: list[str] = []  # receipt handles to make visible again at the end
         self._stop = threading.Event()
+        self._duplicates: list[Message] = []  # delivered twice; the other claim won
+        self.run_id = uuid.uuid4().hex
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> MoveResult:
         started = time.perf_counter()
+        interrupted: BaseException | None = None
         try:
             self._recover()
             workers = max(1, self.options.workers)
@@ -135,17 +139,27 @@ class Mover:
                 futures = [pool.submit(self._work) for _ in range(workers)]
                 for future in futures:
                     exc = future.exception()
-                    if exc is not None and self.result.error is None:
+                    if exc is None:
+                        continue
+                    if not isinstance(exc, Exception):  # Ctrl-C, exit: stop, say so after
+                        interrupted = interrupted or exc
+                    elif self.result.error is None:
                         self.result.error = _typed(exc, self.source.name)
         except AgentctlError as exc:
             self.result.error = exc
         finally:
+            try:
+                self._settle_duplicates()
+            except AgentctlError as exc:
+                self.result.error = self.result.error or exc
             self._release(self._held)
             try:
                 self.result.left = counts(self.aws, self.source)
             except AgentctlError:
                 self.result.left = None
             self.result.seconds = time.perf_counter() - started
+        if interrupted is not None:
+            raise interrupted
         return self.result
 
     def _work(self) -> None:
@@ -185,13 +199,19 @@ class Mover:
             with self._lock:
                 self._held += [m["ReceiptHandle"] for m in theirs]
                 self.result.skipped += len(theirs)
+        claim = Claim(won=set(), taken_over=set())
         if rest:
-            self.ledger.claim(
+            claim = self.ledger.claim(
                 source,
                 self.dest.arn,
                 self.incident_id,
+                self.run_id,
                 [(m["MessageId"], m["ReceiptHandle"]) for m in rest],
             )
+            lost = [m for m in rest if m["MessageId"] not in claim.won]
+            rest = [m for m in rest if m["MessageId"] in claim.won]
+            with self._lock:
+                self._duplicates += lost
         sent, failed, error = self._send(rest)
         self.ledger.settle(source, MoveState.SENT, [(m["MessageId"], d) for m, d in sent])
         if failed:
@@ -202,9 +222,7 @@ class Mover:
         with self._lock:
             self.result.moved += len(sent_ids)
             self.result.finished += sum(1 for m in done_before if m["MessageId"] in deleted)
-            self.result.resent += sum(
-                1 for m, _ in sent if states.get(m["MessageId"]) is MoveState.CLAIMED
-            )
+            self.result.resent += len(sent_ids & claim.taken_over)
             self.result.failed.update(failed)
             self.result.without_origin += sum(
                 1
@@ -216,6 +234,19 @@ class Mover:
             self.on_progress(snapshot)
         if error is not None:
             raise error
+
+    def _settle_duplicates(self) -> None:
+        """Copies of a message SQS delivered to two workers at once: the worker that won the
+        claim sent it; delete it with the newest receipt handle (SQS may ignore a delete with an
+        older one), or release it if the winner did not get to send it."""
+        if not self._duplicates:
+            return
+        states = self.ledger.states(self.source.arn, [m["MessageId"] for m in self._duplicates])
+        sent = [m for m in self._duplicates if states.get(m["MessageId"]) in _SENT_STATES]
+        rest = [m["ReceiptHandle"] for m in self._duplicates if m not in sent]
+        deleted = self._delete(sent)
+        self.ledger.settle(self.source.arn, MoveState.DELETED, [(mid, None) for mid in deleted])
+        self._release(rest)
 
     def _send(
         self, messages: list[Message]

@@ -38,6 +38,12 @@ class MoveState(StrEnum):
 
 
 @dataclass(frozen=True)
+class Claim:
+    won: set[str]  # this run may send these
+    taken_over: set[str]  # of those: claimed by an interrupted run (maybe sent: count them)
+
+
+@dataclass(frozen=True)
 class MoveRecord:
     message_id: str
     state: MoveState
@@ -51,9 +57,17 @@ class MoveLedger(Protocol):
         ...
 
     def claim(
-        self, source: str, dest: str, incident_id: str, items: Sequence[tuple[str, str]]
-    ) -> None:
-        """Record ``(message_id, receipt_handle)`` as claimed (before sending). Committed."""
+        self,
+        source: str,
+        dest: str,
+        incident_id: str,
+        run_id: str,
+        items: Sequence[tuple[str, str]],
+    ) -> Claim:
+        """Claim ``(message_id, receipt_handle)`` pairs for ``run_id`` before sending them, in
+        one committed conditional write. Won: new, released, or claimed by another (earlier,
+        interrupted) run. Lost: claimed by this run already (SQS delivered the message twice,
+        to two workers) or already sent."""
         ...
 
     def settle(
@@ -77,6 +91,7 @@ CREATE TABLE IF NOT EXISTS drain_moves (
     message_id TEXT NOT NULL,
     dest TEXT NOT NULL,
     incident_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
     state TEXT NOT NULL,
     receipt_handle TEXT NOT NULL,
     dest_message_id TEXT,
@@ -114,18 +129,45 @@ class SqliteMoveLedger:
         return {r[0]: MoveState(r[1]) for r in rows}
 
     def claim(
-        self, source: str, dest: str, incident_id: str, items: Sequence[tuple[str, str]]
-    ) -> None:
+        self,
+        source: str,
+        dest: str,
+        incident_id: str,
+        run_id: str,
+        items: Sequence[tuple[str, str]],
+    ) -> Claim:
         now = _now()
+        won: set[str] = set()
+        taken_over: set[str] = set()
         with self.store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO drain_moves (source, message_id, dest, incident_id, state,"
-                " receipt_handle, claimed_at, updated_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?)"
-                " ON CONFLICT (source, message_id) DO UPDATE SET"
-                " receipt_handle = excluded.receipt_handle, updated_at = excluded.updated_at,"
-                " state = CASE WHEN state IN ('sent', 'deleted') THEN state ELSE 'claimed' END",
-                [(source, mid, dest, incident_id, rh, now, now) for mid, rh in items],
-            )
+            for message_id, receipt in items:
+                row = conn.execute(
+                    "SELECT state, run_id FROM drain_moves WHERE source = ? AND message_id = ?",
+                    (source, message_id),
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO drain_moves (source, message_id, dest, incident_id, run_id,"
+                        " state, receipt_handle, claimed_at, updated_at)"
+                        " VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?, ?)",
+                        (source, message_id, dest, incident_id, run_id, receipt, now, now),
+                    )
+                    won.add(message_id)
+                    continue
+                state, holder = MoveState(row[0]), row[1]
+                if state in (MoveState.SENT, MoveState.DELETED):
+                    continue
+                if state is MoveState.CLAIMED and holder == run_id:
+                    continue  # another worker of this run holds it
+                if state is MoveState.CLAIMED:
+                    taken_over.add(message_id)
+                conn.execute(
+                    "UPDATE drain_moves SET state = 'claimed', run_id = ?, receipt_handle = ?,"
+                    " dest = ?, updated_at = ? WHERE source = ? AND message_id = ?",
+                    (run_id, receipt, dest, now, source, message_id),
+                )
+                won.add(message_id)
+        return Claim(won=won, taken_over=taken_over)
 
     def settle(
         self, source: str, state: MoveState, items: Sequence[tuple[str, str | None]]
