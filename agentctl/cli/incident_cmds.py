@@ -43,6 +43,9 @@ def list_(
 def show(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(metavar="ID", help="e.g. INC-20261124-0001")],
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="A markdown report (for the channel or ticket).")
+    ] = False,
 ) -> None:
     """Show an incident's timeline: who changed what, when, before and after, request ids."""
     from agentctl.cli import render
@@ -51,7 +54,11 @@ def show(
     store = g.agentctl().store
     incident = store.get(incident_id)
     entries = store.journal(incident_id)
-    if g.json:
+    if markdown:
+        from agentctl.incidents.report import markdown as report
+
+        print(report(incident, entries), end="")
+    elif g.json:
         render.print_json(
             {
                 "schema": "agentctl.incident/v1",

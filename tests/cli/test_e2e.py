@@ -185,3 +185,23 @@ def test_custom_runbook_step_and_check(cli: Run, sandbox_aws: Aws) -> None:
 def test_version_and_module_entry(cli: Run) -> None:
     proc = cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("agentctl ")
+
+
+def test_incident_markdown_report_and_close(cli: Run, sandbox_aws: Aws) -> None:
+    result = as_json(cli("contain", "refund-agent", "--yes", "-o", "json", "--reason", "a | b"))
+    incident_id = result["incident"]
+    report = cli("incidents", "show", incident_id, "--markdown")
+    assert report.returncode == 0
+    assert report.stdout.startswith(f"# {incident_id}: refund-agent")
+    assert "**Reason:** a | b" in report.stdout
+    assert "| `ssm:/agents/refund-agent/tools` | registry.disable_tools |" in report.stdout
+    closed = cli("incidents", "close", incident_id)
+    assert closed.returncode == 0 and f"{incident_id} closed" in closed.stdout
+    listed = as_json(cli("incidents", "list", "--open", "-o", "json"))
+    assert listed["incidents"] == []
+    again = as_json(
+        cli("contain", "refund-agent", "--yes", "-o", "json", "--tools", "lookup_order")
+    )
+    assert again["incident"] != incident_id  # a closed incident is not joined
+    missing = cli("incidents", "show", "INC-20000101-0001")
+    assert missing.returncode == 2 and "no incident 'INC-20000101-0001'" in missing.stderr
