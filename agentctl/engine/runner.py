@@ -363,7 +363,7 @@ class Engine:
             last = exc.last
             return (
                 Outcome.PROPAGATING,
-                _dump(last),  # type: ignore[arg-type]
+                _dump(last),
                 f"read-back shows {step.describe_state(last)} after {self.verify_timeout:g}s; "
                 "the change may still be propagating",
             )

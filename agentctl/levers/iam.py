@@ -70,7 +70,7 @@ class DenyTools(Step[DenyToolsInputs, PolicyState]):
             tools = self.ctx.spec.select_tools(self.inputs.tools)
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
-        statements = []
+        statements: list[dict[str, Any]] = []
         for tool in tools:
             if tool.iam is None:
                 continue
