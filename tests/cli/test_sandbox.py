@@ -1,0 +1,61 @@
+"""`agentctl sandbox up` runs a local endpoint other commands can point at."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.cli.conftest import AGENTCTL, Run
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sandbox_up_then_contain_against_it(cli: Run, cli_env: dict[str, str]) -> None:
+    port = free_port()
+    env = {k: v for k, v in cli_env.items() if k != "AWS_ENDPOINT_URL"}
+    server = subprocess.Popen(
+        [str(AGENTCTL), "sandbox", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert server.stdout is not None
+    try:
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops it" not in banner:
+            assert time.monotonic() < deadline, f"sandbox did not start: {banner}"
+            ready, _, _ = select.select([server.stdout], [], [], 1.0)
+            if ready:
+                line = server.stdout.readline().decode()
+                assert line, f"sandbox exited: {banner}"
+                banner += line
+        url = f"http://127.0.0.1:{port}"
+        assert f"export AWS_ENDPOINT_URL={url}" in banner
+        proc = cli("contain", "refund-agent", "--yes", "--endpoint-url", url, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "2 changed" in proc.stdout
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+    assert server.returncode == 0  # Ctrl-C is the normal way to stop it
+
+
+def test_seed_refuses_without_an_endpoint(cli: Run, cli_env: dict[str, str]) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "AWS_ENDPOINT_URL"}
+    proc = cli("sandbox", "seed", env=env)
+    assert proc.returncode == 2
+    assert "sandbox seed needs a local endpoint" in proc.stderr
