@@ -23,6 +23,10 @@ from agentctl.spec.loader import load_agent
 from agentctl.spec.models import AgentSpec
 
 if TYPE_CHECKING:
+    from agentctl.compensate.rollback import RollbackOptions, RollbackPlan, RollbackResult
+    from agentctl.releases.service import Releases
+
+if TYPE_CHECKING:
     from agentctl.drain.divert import MoveOptions
     from agentctl.drain.service import DrainPlan, QueueMove, RedrivePlan
     from agentctl.drain.wait import WaitResult
@@ -286,6 +290,22 @@ class Agentctl:
             options=options,
             reason=reason,
         )
+
+    # -- rollback and releases (agentctl.compensate.rollback, agentctl.releases) ----------------
+    def plan_rollback(self, agent: str, options: RollbackOptions | None = None) -> RollbackPlan:
+        from agentctl.compensate.rollback import Rollback, RollbackOptions
+
+        return Rollback(self).plan(agent, options or RollbackOptions())
+
+    def execute_rollback(self, plan: RollbackPlan, **kwargs: Any) -> RollbackResult:
+        from agentctl.compensate.rollback import Rollback
+
+        return Rollback(self).execute(plan, **kwargs)
+
+    def releases(self) -> Releases:
+        from agentctl.releases.service import Releases
+
+        return Releases(self)
 
     # -- incidents ------------------------------------------------------------------------------
     def incidents(

@@ -148,6 +148,9 @@ def seed(aws: Aws, spec: AgentSpec) -> Seeded:
     from agentctl.drain.seed import seed_intake
 
     out.created += seed_intake(aws, spec, role_arn)
+    from agentctl.compensate.seed import seed_rollback
+
+    out.created += seed_rollback(aws, spec)
     return out
 
 
