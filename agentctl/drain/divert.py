@@ -22,7 +22,8 @@ Failure semantics (see :mod:`agentctl.drain.ledger` for the states):
 
 FIFO order: SQS does not hand out a message group's next messages while earlier ones of that
 group are in flight, and a batch is sent in received order before it is deleted, so each group
-arrives in the destination in its original order whatever the number of workers.
+arrives in the destination in its original order whatever the number of workers. Receives from
+a FIFO queue are serialised within a run (see ``_receive``).
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ class Mover:
         self._stop = threading.Event()
         self._duplicates: list[Message] = []  # delivered twice; the other claim won
         self.run_id = uuid.uuid4().hex
+        self._receive_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if source.fifo else contextlib.nullcontext()
+        )
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> MoveResult:
@@ -175,6 +179,14 @@ class Mover:
 
     # -- one batch ---------------------------------------------------------------------------
     def _receive(self) -> list[Message]:
+        # FIFO: one receive at a time, so each receive sees the group locks the previous one
+        # took; sends and deletes still overlap. This does not rely on the server resolving
+        # concurrent receives atomically (moto does not), and FIFO throughput is bounded per
+        # message group anyway.
+        with self._receive_lock:
+            return self._receive_batch()
+
+    def _receive_batch(self) -> list[Message]:
         response = call(
             self.aws,
             "sqs",

@@ -140,15 +140,15 @@ def plan_drain(engine: Any, store: IncidentStore, spec: AgentSpec, *, divert: bo
 
     intake = discover(engine.aws, spec)
     steps = drain_steps(spec, intake.mappings)
-    if not steps and not spec.queues:
-        raise BadInputError(
-            f"nothing to drain: {spec.name} declares no queues and no intake",
-            hint="declare `queues:` and/or `intake:` (rules, schedules) in the spec",
-        )
     if divert and not spec.queues:
         raise BadInputError(
             f"nothing to divert: {spec.name} declares no work queues",
             hint="declare `queues: [{name: ..., review_queue: ...}]` in the spec",
+        )
+    if not steps and not spec.queues:
+        raise BadInputError(
+            f"nothing to drain: {spec.name} declares no queues and no intake",
+            hint="declare `queues:` and/or `intake:` (rules, schedules) in the spec",
         )
     plan = engine.plan(spec, "drain", steps, incident=store.find_open(spec.name))
     drain = DrainPlan(spec=spec, plan=plan, intake=intake, divert=divert)

@@ -148,8 +148,11 @@ def inject() -> Iterator[Callable[..., None]]:
         client = aws.client(service, retries=retries)
         left = [times]
 
-        def handler(params: dict[str, Any], **_: Any) -> Any:
-            if not when(params) or left[0] == 0:
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["injected_api_params"] = dict(params)
+
+        def handler(context: dict[str, Any], **_: Any) -> Any:
+            if not when(context.get("injected_api_params", {})) or left[0] == 0:
                 return None
             if left[0] is not None:
                 left[0] -= 1
@@ -160,9 +163,13 @@ def inject() -> Iterator[Callable[..., None]]:
                 "ResponseMetadata": {"RequestId": "injected", "HTTPStatusCode": status},
             }
 
-        event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-        client.meta.events.register(event, handler)
-        registered.append((client, event, handler))
+        service_id = client.meta.service_model.service_id.hyphenize()
+        for event, fn in (
+            (f"before-parameter-build.{service_id}.{operation}", remember),
+            (f"before-call.{service_id}.{operation}", handler),
+        ):
+            client.meta.events.register(event, fn)
+            registered.append((client, event, fn))
 
     yield install
     for client, event, handler in registered:
