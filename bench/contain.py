@@ -180,9 +180,14 @@ def main() -> None:
                 if proc.returncode != 0:
                     sys.exit(f"aws CLI script failed: {proc.stderr}")
                 theirs.append(ms)
+                reset(aws)
+                ms, proc = timed(["bash", str(script_same)], env, work)
+                if proc.returncode != 0:
+                    sys.exit(f"aws CLI script failed: {proc.stderr}")
+                same.append(ms)
             print(
                 f"run {i + 1}/{args.runs}: agentctl {ours[-1]:.0f} ms"
-                + (f", aws CLI {theirs[-1]:.0f} ms" if theirs else ""),
+                + (f", aws CLI {theirs[-1]:.0f} ms / {same[-1]:.0f} ms" if theirs else ""),
                 flush=True,
             )
         help_ms = [timed([agentctl_exe, "--help"], env, work)[0] for _ in range(args.runs)]
