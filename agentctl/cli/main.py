@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 
 from agentctl import __version__
-from agentctl.cli import drain_cmds, incident_cmds, phase_cmds, runbook_cmds, sandbox_cmds
+from agentctl.cli import (
+    drain_cmds,
+    incident_cmds,
+    phase_cmds,
+    runbook_cmds,
+    sandbox_cmds,
+    trace_cmds,
+)
 from agentctl.cli.context import Globals, Output, hoist_global_options, set_current
 
 app = typer.Typer(
@@ -74,6 +81,7 @@ def root(
 
 phase_cmds.register(app)
 drain_cmds.register(app)
+trace_cmds.register(app)
 app.add_typer(incident_cmds.app, name="incidents")
 app.add_typer(runbook_cmds.app, name="runbook")
 app.add_typer(sandbox_cmds.app, name="sandbox")

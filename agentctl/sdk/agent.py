@@ -355,7 +355,7 @@ class Agent:
         state = self.killswitch.state() if self.killswitch is not None else SwitchState()
         body: dict[str, Any] = {
             "record_type": "action",
-            "action_id": "act-" + os.urandom(10).hex(),
+            "action_id": "act-" + os.urandom(8).hex(),
             "tool": tool,
             "args": canon,
             "idempotency_key": key,

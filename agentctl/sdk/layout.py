@@ -30,9 +30,10 @@ def partition_of(ts: datetime) -> str:
 
 
 def days_between(since: datetime, until: datetime) -> list[date]:
-    """Every UTC day a [since, until) window touches."""
+    """Every UTC day a [since, until) window touches (``until`` itself is excluded)."""
     start = since.astimezone(UTC).date() if since.tzinfo else since.date()
-    end = until.astimezone(UTC).date() if until.tzinfo else until.date()
+    last = max(until - timedelta(microseconds=1), since)
+    end = last.astimezone(UTC).date() if last.tzinfo else last.date()
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 

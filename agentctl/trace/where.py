@@ -280,7 +280,9 @@ class SqlDialect:
         raise NotImplementedError
 
     def num(self, path: str) -> str:
-        return f"CAST({self.text(path)} AS DOUBLE)"
+        # TRY_CAST: SQL engines do not promise to short-circuit AND, so the type guard before
+        # the cast does not stop the cast from seeing a string.
+        return f"TRY_CAST({self.text(path)} AS DOUBLE)"
 
     def bool_type(self) -> str:
         return "'BOOLEAN'"
