@@ -28,7 +28,7 @@ from agentctl.engine.model import Outcome, Plan, RunResult
 from agentctl.errors import BadInputError, ExitCode
 from agentctl.incidents.models import Event, Incident, IncidentStatus, JournalEntry
 from agentctl.releases.catalog import ReleaseCatalog
-from agentctl.releases.model import Release
+from agentctl.releases.model import Mark, Release
 from agentctl.spec.models import AgentSpec, StepSpec
 
 if TYPE_CHECKING:
@@ -231,7 +231,12 @@ class Rollback:
         plan.current_release = current
         catalog = self.catalog()
         if options.to == LAST_KNOWN_GOOD:
-            target = catalog.last_known_good(spec.name, excluding=current)
+            known = {r.id: r for r in catalog.list(spec.name)}
+            active = known.get(current or "")
+            if active is not None and active.mark is Mark.GOOD:
+                target = active  # already on a good release: the pointer step is a no-op
+            else:
+                target = catalog.last_known_good(spec.name, excluding=current)
         else:
             assert options.to is not None
             target = catalog.get(spec.name, options.to)
