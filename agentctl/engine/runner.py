@@ -513,24 +513,24 @@ class _Journal:
         self.run_id = uuid.uuid4().hex[:12]
 
     def note(self, message: str) -> None:
-        self.store.append(
-            JournalEntry(
-                incident_id=self.incident_id,
-                run_id=self.run_id,
-                at=self.clock.now(),
-                operator=self.plan.operator,
-                phase=self.plan.phase,
-                event=Event.NOTE,
-                reason=self.reason,
-                message=message,
-            )
-        )
+        self._append(Event.NOTE, message=message)
 
     def write(self, event: Event, planned: PlannedStep, **fields: Any) -> None:
         try:
             target = planned.step.target
         except AgentctlError:
             target = "?"
+        self._append(
+            event,
+            step=planned.name,
+            kind=planned.step.kind,
+            target=target,
+            inputs=planned.step.inputs.model_dump(mode="json"),
+            message=planned.change or "",
+            **fields,
+        )
+
+    def _append(self, event: Event, **fields: Any) -> None:
         self.store.append(
             JournalEntry(
                 incident_id=self.incident_id,
@@ -539,12 +539,7 @@ class _Journal:
                 operator=self.plan.operator,
                 phase=self.plan.phase,
                 event=event,
-                step=planned.name,
-                kind=planned.step.kind,
-                target=target,
-                inputs=planned.step.inputs.model_dump(mode="json"),
                 reason=self.reason,
-                message=planned.change or "",
                 **fields,
             )
         )

@@ -129,15 +129,9 @@ class WaitInputs(Read):
     interval: float = Field(default=5.0, gt=0, description="Seconds between reads.")
 
 
-@register
-class WaitFor(Step[WaitInputs, ValueState]):
-    """Poll a read call until the value at ``path`` matches, or fail after ``timeout``.
+class _ReadStep(Step[Read, ValueState]):
+    """A step whose state is the value a read call returns: waits and assertions."""
 
-    IAM: whatever the read call needs.
-    """
-
-    kind = "aws.wait_for"
-    Inputs = WaitInputs
     State = ValueState
     reversible = False
     is_check = True
@@ -152,11 +146,23 @@ class WaitFor(Step[WaitInputs, ValueState]):
     def is_applied(self, state: ValueState) -> bool:
         return self.inputs.matches(state.value)
 
-    def describe_change(self, before: ValueState) -> str:
-        return f"wait ≤{self.inputs.timeout:g}s for {self.inputs.path} = {self.inputs.expected()}"
-
     def describe_state(self, state: ValueState) -> str:
         return repr(state.value)
+
+
+@register
+class WaitFor(_ReadStep):
+    """Poll a read call until the value at ``path`` matches, or fail after ``timeout``.
+
+    IAM: whatever the read call needs.
+    """
+
+    kind = "aws.wait_for"
+    Inputs = WaitInputs
+    inputs: WaitInputs
+
+    def describe_change(self, before: ValueState) -> str:
+        return f"wait ≤{self.inputs.timeout:g}s for {self.inputs.path} = {self.inputs.expected()}"
 
     def apply(self, before: ValueState) -> None:
         try:
@@ -175,7 +181,7 @@ class WaitFor(Step[WaitInputs, ValueState]):
 
 
 @register
-class Assert(Step[Read, ValueState]):
+class Assert(_ReadStep):
     """Fail the step unless the value at ``path`` matches now.
 
     IAM: whatever the read call needs.
@@ -183,25 +189,9 @@ class Assert(Step[Read, ValueState]):
 
     kind = "aws.assert"
     Inputs = Read
-    State = ValueState
-    reversible = False
-    is_check = True
-
-    @property
-    def target(self) -> str:
-        return f"{self.inputs.service}:{self.inputs.operation}:{self.inputs.path}"
-
-    def snapshot(self) -> ValueState:
-        return ValueState(value=_read(self, self.inputs))
-
-    def is_applied(self, state: ValueState) -> bool:
-        return self.inputs.matches(state.value)
 
     def describe_change(self, before: ValueState) -> str:
         return f"assert {self.inputs.path} = {self.inputs.expected()} (now {before.value!r})"
-
-    def describe_state(self, state: ValueState) -> str:
-        return repr(state.value)
 
     def apply(self, before: ValueState) -> None:
         value = _read(self, self.inputs)
