@@ -228,7 +228,8 @@ def _show_report(report: DrainReport) -> None:
     out = render.console()
     if report.run.results:
         render.show_result(report.run)
-    _show_queues(out, report.plan, report if report.moves else None, dry_run=False)
+    if report.moves:
+        _show_queues(out, report.plan, report, dry_run=False)
     if report.wait is not None:
         w = report.wait
         if w.done:
