@@ -20,6 +20,7 @@ from agentctl.cli import (
     sandbox_cmds,
     trace_cmds,
 )
+from agentctl.cli import rollback_cmds
 from agentctl.cli.context import Globals, Output, hoist_global_options, set_current
 
 app = typer.Typer(
@@ -82,6 +83,7 @@ def root(
 phase_cmds.register(app)
 drain_cmds.register(app)
 trace_cmds.register(app)
+rollback_cmds.register(app)
 app.add_typer(incident_cmds.app, name="incidents")
 app.add_typer(runbook_cmds.app, name="runbook")
 app.add_typer(sandbox_cmds.app, name="sandbox")

@@ -29,6 +29,7 @@ from agentctl.errors import BadInputError, ExitCode
 from agentctl.incidents.models import Event, Incident, IncidentStatus, JournalEntry
 from agentctl.releases.catalog import ReleaseCatalog
 from agentctl.releases.model import Mark, Release
+from agentctl.spec.loader import find_spec
 from agentctl.spec.models import AgentSpec, StepSpec
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ class Rollback:
                 where=options.where,
                 source=options.source,
                 stats=stats,
+                spec_dir=find_spec(agent, self.ac.runbooks_dir).parent,
             )
             plan.compensation = plan_compensations(
                 spec,

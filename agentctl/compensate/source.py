@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agentctl.aws import Aws
@@ -16,11 +17,16 @@ from agentctl.errors import BadInputError
 from agentctl.spec.models import AgentSpec
 
 
-def audit_location(spec: AgentSpec, source: str | None = None) -> str:
+def audit_location(
+    spec: AgentSpec, source: str | None = None, spec_dir: str | Path | None = None
+) -> str:
+    """``source``, else the spec's ``audit.location`` (relative: against the spec's dir)."""
     if source:
         return source
-    audit = getattr(spec, "audit", None)
-    location = getattr(audit, "location", None)
+    audit = spec.audit
+    location = audit.location if audit is not None else None
+    if audit is not None and spec_dir is not None:
+        return audit.resolve(spec_dir)
     if not location:
         raise BadInputError(
             f"{spec.name}: no audit location to read action records from",
@@ -39,10 +45,11 @@ def load_actions(
     tool: str | None = None,
     source: str | None = None,
     stats: Any | None = None,
+    spec_dir: str | Path | None = None,
 ) -> Iterator[Any]:
     """The agent's action records with ``since <= ts < until`` matching ``where``."""
     from agentctl.trace.query import iter_actions
 
-    location = audit_location(spec, source)
+    location = audit_location(spec, source, spec_dir)
     s3 = aws.client("s3") if location.startswith("s3://") else None
     return iter_actions(location, spec.name, since, until, where, tool, stats=stats, s3_client=s3)

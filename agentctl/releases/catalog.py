@@ -26,6 +26,24 @@ class ReleaseCatalog(ABC):
     @abstractmethod
     def _all(self, agent: str) -> list[Release]: ...
 
+    @abstractmethod
+    def _everyone(self) -> list[Release]:
+        """Every agent's releases (for finding a release by id alone)."""
+
+    def agent_of(self, ident: str) -> str:
+        """The agent a release id (or unique prefix) belongs to."""
+        agents = sorted({r.agent for r in self._everyone() if r.id.startswith(ident)})
+        if len(agents) == 1:
+            return agents[0]
+        if not agents:
+            raise BadInputError(
+                f"no release {ident!r} recorded", hint="`agentctl releases list AGENT`"
+            )
+        raise BadInputError(
+            f"release {ident!r} is recorded for several agents: {', '.join(agents)}",
+            hint="pass --agent",
+        )
+
     def record(self, release: Release) -> tuple[Release, bool]:
         created = self._put_new(release)
         return self.get(release.agent, release.id), created
@@ -101,6 +119,11 @@ class SqliteCatalog(ReleaseCatalog):
                 "UPDATE releases SET data = ? WHERE agent = ? AND id = ?",
                 (json.dumps(release.to_dict()), release.agent, release.id),
             )
+
+    def _everyone(self) -> list[Release]:
+        with self.store.lock:
+            rows = self.store.conn.execute("SELECT data FROM releases").fetchall()
+        return [Release.from_dict(json.loads(r[0])) for r in rows]
 
     def _all(self, agent: str) -> list[Release]:
         with self.store.lock:
