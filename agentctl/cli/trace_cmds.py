@@ -31,8 +31,9 @@ Engine = Annotated[
 ]
 
 
-def _short(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+def _short(value: Any, width: int = 60, *, compact: bool = False) -> str:
+    seps = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(value, ensure_ascii=False, separators=seps, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -62,14 +63,19 @@ def _show_actions(result: ActionsResult) -> None:
             return
     if result.actions:
         table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
-        # ids are copied into `agentctl trace`: never shortened; args give way.
-        table.add_column("time (UTC)", no_wrap=True, min_width=14)
-        table.add_column("action", no_wrap=True, min_width=20)
-        table.add_column("tool", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("unit", no_wrap=True)
-        table.add_column("effects", no_wrap=True, justify="right")
-        table.add_column("args", overflow="ellipsis", no_wrap=True)
+        # ids are copied into `agentctl trace`: those columns keep their full width; args give way.
+        fixed = {
+            "time (UTC)": 14,
+            "action": max(len(a.action_id) for a in result.actions),
+            "tool": max(len(a.tool) for a in result.actions),
+            "status": max(len(a.status) for a in result.actions),
+            "unit": max(len(a.unit_of_work) for a in result.actions),
+            "effects": 7,
+        }
+        for name, width in fixed.items():
+            table.add_column(name, no_wrap=True, min_width=max(width, len(name)))
+        room = con.width - sum(max(w, len(n)) for n, w in fixed.items()) - 2 * len(fixed) - 1
+        table.add_column("args", overflow="ellipsis", no_wrap=True, max_width=max(room, 12))
         for a in result.actions:
             style = {"refused": "red", "shadowed": "yellow", "failed": "bold red"}.get(a.status)
             table.add_row(
@@ -78,8 +84,8 @@ def _show_actions(result: ActionsResult) -> None:
                 Text(a.tool),
                 Text(a.status, style=style or ""),
                 Text(a.unit_of_work),
-                str(len(a.effects)),
-                Text(_short(a.args, 200)),
+                Text(str(len(a.effects)), justify="right"),
+                Text(_short(a.args, 200, compact=True)),
             )
         con.print(table)
     window = f"{result.since:%Y-%m-%d %H:%M} → {result.until:%Y-%m-%d %H:%M} UTC"

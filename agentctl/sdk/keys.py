@@ -40,12 +40,10 @@ def canonical(value: Any) -> Any:
             raise TypeError(f"cannot key a non-finite number: {value!r}")
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
+        for k in value:
             if not isinstance(k, str):
                 raise TypeError(f"object keys must be strings, got {type(k).__name__}")
-            out[k] = canonical(v)
-        return out
+        return {k: canonical(value[k]) for k in sorted(value)}  # records show args sorted too
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
     if isinstance(value, datetime):

@@ -242,6 +242,8 @@ class Traces:
             sources = [self.audit_of(agent)[0]]
         else:
             sources = [self.audit_of(a)[0] for a in self.agents_with_audit()]
+            # an agent that has not written anything yet has no directory: nothing to search
+            sources = [s for s in sources if s.startswith("s3://") or Path(s).is_dir()]
             if not sources:
                 raise BadInputError(
                     "no agent declares an audit location", hint="pass --agent or --source"
