@@ -45,7 +45,7 @@ from agentctl.sdk.killswitch import KillSwitch, Monotonic, SwitchState
 from agentctl.sdk.sinks import Sink, Writer
 
 SCHEMA_VERSION = 1
-F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 class SdkError(Exception):
@@ -306,10 +306,11 @@ class Agent:
         *,
         effects: EffectsOf | None = None,
         shadow_result: Any = None,
-    ) -> Callable[[F], F]:
-        """Decorator: guard a tool function (see the module docstring)."""
+    ) -> Callable[[Callable[..., R]], Callable[..., R]]:
+        """Decorator: guard a tool function (see the module docstring). The guarded function
+        is called without ``idempotency_key`` / ``call``: the guard supplies them."""
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[..., R]) -> Callable[..., R]:
             tool_name = name or fn.__name__
             sig = inspect.signature(fn)
             wants_key = "idempotency_key" in sig.parameters
@@ -317,7 +318,7 @@ class Agent:
             injected = {"idempotency_key", "call"}
 
             @functools.wraps(fn)
-            def guarded(*args: Any, **kwargs: Any) -> Any:
+            def guarded(*args: Any, **kwargs: Any) -> R:
                 bound = sig.bind_partial(*args, **kwargs)
                 bound.apply_defaults()
                 call_args = {k: v for k, v in bound.arguments.items() if k not in injected}
@@ -333,7 +334,7 @@ class Agent:
                     shadow_result,
                 )
 
-            return guarded  # type: ignore[return-value]
+            return guarded
 
         return decorate
 
