@@ -124,7 +124,7 @@ class Agentctl:
     @property
     def store(self) -> IncidentStore:
         if self._store is None or isinstance(self._store, str):
-            self._store = open_store(self._store)
+            self._store = open_store(self._store, aws=self.aws)
         return self._store
 
     def spec(self, agent: str) -> AgentSpec:

@@ -362,7 +362,7 @@ def load_entry_point(spec: str) -> Callable[..., Any]:
         ) from exc
     if not callable(func):
         raise BadInputError(f"entry point {spec!r} is not callable")
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 class PythonHandler(Handler):

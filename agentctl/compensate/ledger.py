@@ -122,7 +122,7 @@ COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 
 
 def row_from_dict(data: dict[str, Any]) -> LedgerRow:
-    values = {k: data.get(k) for k in COLUMNS if k in data}
+    values: dict[str, Any] = {k: data.get(k) for k in COLUMNS if k in data}
     values["status"] = LedgerStatus(values.get("status", "pending"))
     values["dispatch_pending"] = bool(values.get("dispatch_pending"))
     values["attempts"] = int(values.get("attempts") or 0)

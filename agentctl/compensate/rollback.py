@@ -447,7 +447,7 @@ def ledger_for(store: Any, clock: Any) -> Ledger:
     make = getattr(store, "ledger", None)
     if make is None:
         raise BadInputError(f"the store {type(store).__name__} keeps no compensation ledger")
-    return make(clock)  # type: ignore[no-any-return]
+    return make(clock)
 
 
 def catalog_for(store: Any) -> ReleaseCatalog:
@@ -460,7 +460,7 @@ def catalog_for(store: Any) -> ReleaseCatalog:
     make = getattr(store, "releases", None)
     if make is None:
         raise BadInputError(f"the store {type(store).__name__} keeps no release history")
-    return make()  # type: ignore[no-any-return]
+    return make()
 
 
 MITIGATION_COLUMNS = (

@@ -11,10 +11,13 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agentctl.errors import BadInputError
 from agentctl.incidents.models import Incident, IncidentStatus, JournalEntry
+
+if TYPE_CHECKING:
+    from agentctl.aws import Aws
 
 ENV_STORE = "AGENTCTL_STORE"
 
@@ -52,16 +55,22 @@ def store_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get(ENV_STORE) or str(default_state_dir() / "agentctl.db")
 
 
-def open_store(url: str | None = None) -> IncidentStore:
-    """Open the store named by ``url`` (a path or ``sqlite:///path``)."""
+def open_store(url: str | None = None, *, aws: Aws | None = None) -> IncidentStore:
+    """Open the store named by ``url`` (a path, ``sqlite:///path`` or ``dynamodb://TABLE``;
+    DynamoDB uses ``aws``'s client)."""
     url = store_url(url)
+    if url.startswith("dynamodb://"):
+        from agentctl.aws import Aws as _Aws
+        from agentctl.incidents.dynamodb import DynamoStore
+
+        return DynamoStore.from_url(url, aws or _Aws())
     if url.startswith("sqlite:///"):
         return _sqlite(Path(url[len("sqlite://") :]))
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise BadInputError(
             f"unsupported store {url!r}",
-            hint=f"scheme {scheme!r} unknown; use a path or sqlite:///",
+            hint=f"scheme {scheme!r} unknown; use a path, sqlite:/// or dynamodb://",
         )
     return _sqlite(Path(url))
 
