@@ -95,8 +95,12 @@ def recovery(demo: Demo) -> None:
 
 
 def scenes() -> list[Scene]:
-    """The scenes in story order."""
-    return [containment, recovery]
+    """The scenes in story order: the agent misbehaves, is contained, its trace is read, its
+    intake drained, its damage rolled back, and finally it is resumed."""
+    from agentctl.drain import demo as drain
+    from agentctl.trace import demo as trace
+
+    return [trace.agent_runs, containment, trace.after_contain, drain.scene, recovery]
 
 
 def main() -> int:
