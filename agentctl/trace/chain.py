@@ -74,17 +74,17 @@ def find_actions(
     if _use_duck(source, engine):
         from agentctl.trace import duck
 
-        pred = (
-            f"{duck.v('record_type')} = 'action' AND "
-            f"({duck.v('action_id')} = $ident OR {duck.v('idempotency_key')} = $ident)"
-        )
-        params: dict[str, Any] = {"ident": ident}
-        if agent:
-            pred += f" AND {duck.v('agent')} = $agent"
-            params["agent"] = agent
-        for line in duck.find_lines(
-            location, files, pred, params, needle=duck.needle_for(ident), stats=stats
-        ):
+        def pred(shape: duck.Shape, params: dict[str, Any]) -> str:
+            sql = (
+                f"{shape.eq('record_type', 'rtype', 'action', params)} AND ("
+                f"{shape.eq('action_id', 'ident', ident, params)} OR "
+                f"{shape.eq('idempotency_key', 'ident', ident, params)})"
+            )
+            if agent:
+                sql += " AND " + shape.eq("agent", "agent", agent, params)
+            return sql
+
+        for line in duck.find_lines(location, files, pred, kinds="actions", stats=stats):
             found.append(ActionRecord.model_validate(json.loads(line)))
     else:
         for file in files:
@@ -122,11 +122,11 @@ def decision_chain(
     if _use_duck(source, engine):
         from agentctl.trace import duck
 
-        pred = f"{duck.v('trace_id')} = $trace AND ts <= $until"
-        params = {"trace": action.trace_id, "until": action.ts}
-        for line in duck.find_lines(
-            location, files, pred, params, needle=duck.needle_for(action.trace_id), stats=stats
-        ):
+        def chain_pred(shape: duck.Shape, params: dict[str, Any]) -> str:
+            params["until"] = action.ts
+            return shape.eq("trace_id", "trace", action.trace_id, params) + " AND ts <= $until"
+
+        for line in duck.find_lines(location, files, chain_pred, kinds="all", stats=stats):
             records.append(parse_record(json.loads(line)))
     else:
         records = [

@@ -2,8 +2,10 @@
 
 The file list handed to DuckDB is already pruned to the day partitions the window touches
 (:mod:`agentctl.trace.source`), so a one-hour query opens one day's files, not thirty. Each line is
-read as text and parsed with ``TRY(line::JSON)``: a corrupt line becomes a counted ``not_json``
-row instead of an error that stops the scan (DuckDB's own ``ignore_errors`` would drop it silently).
+read as text and parsed once with ``TRY(json_extract(line, [paths]))``: a corrupt line becomes a
+counted ``not_json`` row instead of an error that stops the scan (DuckDB's own ``ignore_errors``
+would drop it silently). With the partition cache (:mod:`agentctl.trace.cache`, on by default) a
+day is parsed once into Parquet with one column per field, and later queries read the columns.
 The classification mirrors :func:`agentctl.trace.scan.classify`; rows that match are validated with
 the pydantic models, so what DuckDB selects and what Python accepts cannot drift apart unnoticed
 (a matched row failing validation is counted as ``invalid``).
@@ -15,11 +17,11 @@ extension needed; the download is bounded by the window's partitions).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentctl.trace import where as where_lang
+from agentctl.trace.cache import Entry, PartitionCache, default_root
 from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord
 from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
 MEMORY_LIMIT = "512MB"
 MAX_LINE = 8 * 1024 * 1024  # longer lines: the python engine reads them
-# Positions in the list json_extract_string returns (one JSON parse for all fields).
+# Fields pulled out of every line by ONE ``json_extract(line, [paths])`` call: each line is
+# parsed once (parsing dominates the cost); the list holds JSON fragments, ``v[i]``.
 FIELDS = (
     "record_type",
     "agent",
@@ -45,10 +49,25 @@ FIELDS = (
     "status",
     "trace_id",
     "span_id",
+    "schema_version",
 )
 _F = {name: i + 1 for i, name in enumerate(FIELDS)}
+STRING_COLUMNS = (
+    "record_type",
+    "agent",
+    "tool",
+    "action_id",
+    "idempotency_key",
+    "unit_of_work",
+    "status",
+    "trace_id",
+    "span_id",
+)
+JSON_COLUMNS = ("args", "result")  # kept as JSON text: --where on args.* parses only args
 REQUIRED_ACTION = ("agent", "tool", "action_id", "idempotency_key", "unit_of_work", "status")
-PLAIN_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{4,200}$")
+# Values whose JSON text is just the value in double quotes, in any writer's output (and in
+# DuckDB's re-serialised fragments): those compare as fragments, without a second parse.
+_PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
 
 
 def connect() -> Any:
@@ -60,68 +79,173 @@ def connect() -> Any:
 
 
 def v(name: str) -> str:
+    """The JSON fragment of a base field (``'"action"'``, ``'1'``), NULL when absent."""
     return f"v[{_F[name]}]"
 
 
-def _classified(prefilter: str = "") -> str:
-    """SQL of the relation ``c(file, line, j, v, ts, bad)`` over the files in ``$files``."""
+def text(name: str) -> str:
+    """The string value of a base field."""
+    return f"json_extract_string({v(name)}, '$')"
+
+
+def _paths(node: where_lang.Node | None) -> list[str]:
+    out: list[str] = []
+
+    def walk(n: where_lang.Node) -> None:
+        if isinstance(n, where_lang.BoolOp):
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, where_lang.Not):
+            walk(n.inner)
+        else:
+            path = "$." + ".".join(n.path)
+            if path not in out:
+                out.append(path)
+
+    if node is not None:
+        walk(node)
+    return out
+
+
+class _FragmentDialect(where_lang.SqlDialect):
+    """--where over JSON fragments: each path has an SQL expression giving its JSON text."""
+
+    def __init__(self, fragments: dict[str, str]) -> None:
+        super().__init__("v")
+        self.fragments = fragments
+
+    def frag(self, path: str) -> str:
+        return self.fragments[path]
+
+    def json_type(self, path: str) -> str:
+        return f"json_type({self.frag(path)})"
+
+    def text(self, path: str) -> str:
+        return f"json_extract_string({self.frag(path)}, '$')"
+
+    def num(self, path: str) -> str:
+        return f"TRY_CAST({self.frag(path)} AS DOUBLE)"
+
+    def num_types(self) -> str:
+        return "'BIGINT', 'UBIGINT', 'DOUBLE'"
+
+
+class Shape:
+    """How a relation ``c`` exposes the record fields: raw fragments or cached columns."""
+
+    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def col(self, name: str) -> str:
+        raise NotImplementedError
+
+    def where(self, node: where_lang.Node) -> str:
+        raise NotImplementedError
+
+
+class DirectShape(Shape):
+    """``v`` = fragments of FIELDS, then of ``extra`` paths (one parse per line)."""
+
+    def __init__(self, extra: list[str]) -> None:
+        self.extra = extra
+
+    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
+        if _PLAIN.match(value):
+            params[param] = json.dumps(value)
+            return f"{v(name)} = ${param}"
+        params[param] = value
+        return f"{text(name)} = ${param}"
+
+    def col(self, name: str) -> str:
+        return v(name)
+
+    def where(self, node: where_lang.Node) -> str:
+        frags = {p: f"v[{len(FIELDS) + i + 1}]" for i, p in enumerate(self.extra)}
+        return where_lang.to_sql(node, _FragmentDialect(frags))
+
+
+class CachedShape(Shape):
+    """One column per string field, ``args``/``result`` as JSON text, ``line`` for the rest."""
+
+    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
+        params[param] = value
+        return f"{name} = ${param}"
+
+    def col(self, name: str) -> str:
+        return name
+
+    def where(self, node: where_lang.Node) -> str:
+        frags: dict[str, str] = {}
+        for path in _paths(node):
+            parts = path[2:].split(".")
+            if len(parts) == 1 and parts[0] in STRING_COLUMNS:
+                frags[path] = f"to_json({parts[0]})"
+            elif parts[0] in JSON_COLUMNS:
+                rest = "$" + "".join(f".{p}" for p in parts[1:])
+                frags[path] = f"json_extract({parts[0]}, '{rest}')"
+            else:
+                frags[path] = f"json_extract(line, '{path}')"
+        return where_lang.to_sql(node, _FragmentDialect(frags))
+
+
+def _classified(extra: list[str] | None = None) -> str:
+    """SQL of the relation ``c(file, line, v, ts, bad)`` over the files in ``$files``;
+    ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
-    paths = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
-    missing = " OR ".join(f"{v(f)} IS NULL" for f in REQUIRED_ACTION)
+    paths = (
+        "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "".join(f", '{p}'" for p in extra or []) + "]"
+    )
+    missing = " OR ".join(f"COALESCE({v(f)}, 'null') = 'null'" for f in REQUIRED_ACTION)
+    types = ", ".join(f"'\"{t}\"'" for t in ("action", "model_call", "retrieval", "input"))
     return f"""
     WITH raw AS (
-        SELECT filename AS file, line, TRY(line::JSON) AS j
+        SELECT filename AS file, line, TRY(json_extract(line, {paths})) AS v
         FROM read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
                       auto_detect = false, delim = '\x01', quote = '', escape = '',
                       filename = true, max_line_size = {MAX_LINE})
-        WHERE line IS NOT NULL AND trim(line) <> '' {prefilter}
-    ), f AS (
-        SELECT file, line, j, json_extract_string(j, {paths}) AS v,
-               json_type(j) AS jt, json_type(j, '$.schema_version') AS vt,
-               json_extract_string(j, '$.schema_version') AS ver
-        FROM raw
+        WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
     ), c AS (
-        SELECT file, line, j, v, TRY_CAST({v("ts")} AS TIMESTAMPTZ) AS ts,
+        SELECT file, line, v, TRY_CAST({text("ts")} AS TIMESTAMPTZ) AS ts,
             CASE
-                WHEN j IS NULL THEN 'not_json'
-                WHEN jt <> 'OBJECT' THEN 'not_object'
-                WHEN vt IS NULL OR vt NOT IN ('BIGINT', 'UBIGINT') OR ver NOT IN ({versions})
+                WHEN v IS NULL THEN 'not_json'
+                WHEN NOT (starts_with(line, '{{') OR starts_with(ltrim(line), '{{'))
+                    THEN 'not_object'
+                WHEN {v("schema_version")} IS NULL OR {v("schema_version")} NOT IN ({versions})
                     THEN 'unknown_version'
-                WHEN {v("record_type")} IS NULL OR {v("record_type")} NOT IN
-                    ('action', 'model_call', 'retrieval', 'input') THEN 'unknown_record_type'
-                WHEN TRY_CAST({v("ts")} AS TIMESTAMPTZ) IS NULL
-                     OR {v("trace_id")} IS NULL OR {v("span_id")} IS NULL THEN 'invalid'
-                WHEN {v("record_type")} = 'action' AND ({missing}) THEN 'invalid'
+                WHEN {v("record_type")} IS NULL OR {v("record_type")} NOT IN ({types})
+                    THEN 'unknown_record_type'
+                WHEN ts IS NULL OR COALESCE({v("trace_id")}, 'null') = 'null'
+                     OR COALESCE({v("span_id")}, 'null') = 'null'
+                     OR COALESCE({v("agent")}, 'null') = 'null' THEN 'invalid'
+                WHEN {v("record_type")} = '"action"' AND ({missing}) THEN 'invalid'
                 ELSE NULL
             END AS bad
-        FROM f
+        FROM raw
     )"""
 
 
-@dataclass(frozen=True)
-class ActionQuery:
-    """The SQL of an action query and its parameters (``$files``, ``$agent``, ...)."""
-
-    match: str
-    params: dict[str, Any]
-
-
-def action_query(
-    agent: str, since: datetime, until: datetime, where: str | None, tool: str | None
-) -> ActionQuery:
+def action_conds(
+    shape: Shape,
+    agent: str,
+    since: datetime,
+    until: datetime,
+    node: where_lang.Node | None,
+    tool: str | None,
+    params: dict[str, Any],
+) -> str:
+    params.update(since=since, until=until)
     conds = [
-        f"{v('record_type')} = 'action'",
-        f"{v('agent')} = $agent",
+        "bad IS NULL",
+        shape.eq("record_type", "rtype", "action", params),
+        shape.eq("agent", "agent", agent, params),
         "ts >= $since",
         "ts < $until",
     ]
-    params: dict[str, Any] = {"agent": agent, "since": since, "until": until}
     if tool:
-        conds.append(f"{v('tool')} = $tool")
-        params["tool"] = tool
-    if where:
-        conds.append(where_lang.to_sql(where_lang.parse(where), where_lang.DuckDbDialect("j")))
-    return ActionQuery("bad IS NULL AND " + " AND ".join(conds), params)
+        conds.append(shape.eq("tool", "tool", tool, params))
+    if node is not None:
+        conds.append(shape.where(node))
+    return " AND ".join(conds)
 
 
 class _Files:
@@ -167,38 +291,34 @@ class _Files:
             self._tmp.cleanup()
 
 
-def _count_bad(
+def _classify_stats(
     con: Any,
-    sql: str,
-    match: str,
+    relation: str,
     params: dict[str, Any],
     display: dict[str, str],
     stats: ScanStats,
-) -> int:
-    """Fill ``stats`` (lines, bad by reason, a few examples); return how many rows match."""
-    rows = con.execute(
-        f"{sql} SELECT bad, count(*), count(*) FILTER (WHERE {match}) FROM c GROUP BY bad",
-        params,
-    ).fetchall()
-    matched = 0
-    for bad, count, hits in rows:
+    local: dict[str, str] | None = None,
+) -> None:
+    """Lines and bad lines (by reason, first locations) of ``relation`` (a parquet file or the
+    direct CTE) into ``stats``."""
+    rows = con.execute(f"{relation} SELECT bad, count(*) FROM c GROUP BY bad", params).fetchall()
+    for bad, count in rows:
         stats.lines += int(count)
-        if bad is None:
-            matched = int(hits)
-        else:
+        if bad is not None:
             stats.bad[str(bad)] += int(count)
     room = MAX_EXAMPLES - len(stats.examples)
     if stats.bad_total and room > 0:
         examples = con.execute(
-            f"{sql} SELECT bad, file, line FROM c WHERE bad IS NOT NULL LIMIT {room}",
-            {"files": params["files"]},
+            f"{relation} SELECT bad, file, line FROM c WHERE bad IS NOT NULL "
+            f"ORDER BY file LIMIT {room}",
+            params,
         ).fetchall()
         for bad, file, line in examples:
-            number = _line_number(file, line)
+            path = (local or {}).get(file, file)
+            number = _line_number(path, line) if os.path.exists(path) else 0
             stats.examples.append(
                 BadLine(display.get(file, file), number, str(bad), (line or "")[:80])
             )
-    return matched
 
 
 def _line_number(path: str, line: str) -> int:
@@ -212,6 +332,105 @@ def _line_number(path: str, line: str) -> int:
     return 0
 
 
+class _Scan:
+    """The relation ``c`` over record files, with ``stats`` filled, and its :class:`Shape`.
+
+    With a cache (the default), each day partition is parsed once into Parquet and read from
+    there while its files are unchanged; without, the JSONL is classified directly.
+    """
+
+    def __init__(
+        self,
+        con: Any,
+        location: Location,
+        files: list[RecordFile],
+        stats: ScanStats,
+        *,
+        kinds: str,
+        node: where_lang.Node | None = None,
+        cache: PartitionCache | bool | None = True,
+    ) -> None:
+        self.con = con
+        self.location = location
+        self.files = files
+        self.stats = stats
+        self.kinds = kinds
+        self.node = node
+        if cache is True:
+            root = default_root()
+            cache = PartitionCache(root) if root is not None else None
+        self.cache: PartitionCache | None = cache or None
+        self._direct: _Files | None = None
+
+    def __enter__(self) -> tuple[str, dict[str, Any], Shape]:
+        if self.cache is not None:
+            try:
+                return self._cached(self.cache)
+            except OSError:
+                self.cache = None  # unwritable cache directory: read directly
+        self._direct = _Files(self.location, self.files, self.stats)
+        paths = self._direct.__enter__()
+        self.stats.files += len(paths)
+        display = dict(zip(paths, (f.name for f in self.files), strict=True))
+        params: dict[str, Any] = {"files": paths}
+        extra = _paths(self.node)
+        relation = _classified(extra=extra)
+        _classify_stats(self.con, relation, params, display, self.stats)
+        return relation, params, DirectShape(extra)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._direct is not None:
+            self._direct.__exit__(*exc)
+
+    def _cached(self, cache: PartitionCache) -> tuple[str, dict[str, Any], Shape]:
+        by_part: dict[str, list[RecordFile]] = {}
+        for f in self.files:
+            by_part.setdefault(f.partition, []).append(f)
+        parquets = []
+        for part, files in sorted(by_part.items()):
+            entry = cache.entry(self.location.url, part, self.kinds)
+            part_stats = cache.lookup(entry, files)
+            if part_stats is None:
+                part_stats = self._build(cache, entry, files)
+            self.stats.merge(part_stats)
+            parquets.append(str(entry.parquet))
+        return "WITH c AS (SELECT * FROM read_parquet($files))", {"files": parquets}, CachedShape()
+
+    def _build(self, cache: PartitionCache, entry: Entry, files: list[RecordFile]) -> ScanStats:
+        stats = ScanStats()
+        entry.parquet.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.parquet.with_name(f".{entry.parquet.name}.{os.getpid()}.tmp")
+        extra = [f"$.{c}" for c in JSON_COLUMNS]
+        strings = ", ".join(f"json_extract_string({v(c)}, '$') AS {c}" for c in STRING_COLUMNS)
+        jsons = ", ".join(
+            f"v[{len(FIELDS) + i + 1}]::VARCHAR AS {c}" for i, c in enumerate(JSON_COLUMNS)
+        )
+        with _Files(self.location, files, stats) as paths:
+            stats.files += len(paths)
+            names = [f.name for f in files]
+            self.con.execute("CREATE OR REPLACE TEMP TABLE names (path VARCHAR, name VARCHAR)")
+            self.con.executemany(
+                "INSERT INTO names VALUES (?, ?)", list(zip(paths, names, strict=True))
+            )
+            self.con.execute(
+                f"COPY ({_classified(extra)} SELECT n.name AS file, line, ts, bad, {strings}, "
+                f"{jsons} FROM c JOIN names n ON c.file = n.path ORDER BY bad NULLS FIRST, ts) "
+                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+                {"files": paths},
+            )
+            relation = "WITH c AS (SELECT * FROM read_parquet($files))"
+            # line numbers of bad lines are looked up in the local copies
+            local = dict(zip(names, paths, strict=True))
+            _classify_stats(self.con, relation, {"files": [str(tmp)]}, {}, stats, local)
+        tmp.replace(entry.parquet)
+        cache.store(entry, files, stats)
+        return stats
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
 def count_actions(
     location: Location,
     files: list[RecordFile],
@@ -222,18 +441,22 @@ def count_actions(
     tool: str | None,
     *,
     stats: ScanStats,
+    cache: PartitionCache | bool | None = True,
 ) -> int:
-    """How many actions match (one scan; bad lines counted in ``stats``)."""
+    """How many actions match; bad lines counted in ``stats``."""
     if not files:
         return 0
-    query = action_query(agent, since, until, where, tool)
+    node = where_lang.parse(where) if where else None
     con = connect()
     try:
-        with _Files(location, files, stats) as paths:
-            stats.files += len(paths)
-            params = {"files": paths, **query.params}
-            display = dict(zip(paths, (f.name for f in files), strict=True))
-            return _count_bad(con, _classified(), query.match, params, display, stats)
+        with _Scan(con, location, files, stats, kinds="actions", node=node, cache=cache) as (
+            relation,
+            params,
+            shape,
+        ):
+            match = action_conds(shape, agent, since, until, node, tool, params)
+            row = con.execute(f"{relation} SELECT count(*) FROM c WHERE {match}", params).fetchone()
+            return int(row[0]) if row else 0
     finally:
         con.close()
 
@@ -248,73 +471,72 @@ def iter_actions(
     tool: str | None,
     *,
     stats: ScanStats,
+    cache: PartitionCache | bool | None = True,
 ) -> Iterator[ActionRecord]:
     """Matching action records in (ts, action_id) order; bad lines counted in ``stats``."""
     if not files:
         return
-    query = action_query(agent, since, until, where, tool)
+    node = where_lang.parse(where) if where else None
     con = connect()
     try:
-        with _Files(location, files, stats) as paths:
-            stats.files += len(paths)
-            sql = _classified()
-            params = {"files": paths, **query.params}
-            display = dict(zip(paths, (f.name for f in files), strict=True))
-            _count_bad(con, sql, query.match, params, display, stats)
+        with _Scan(con, location, files, stats, kinds="actions", node=node, cache=cache) as (
+            relation,
+            params,
+            shape,
+        ):
+            match = action_conds(shape, agent, since, until, node, tool, params)
             cursor = con.execute(
-                f"{sql} SELECT file, line FROM c WHERE {query.match} ORDER BY ts, {v('action_id')}",
+                f"{relation} SELECT file, line FROM c WHERE {match} "
+                f"ORDER BY ts, {shape.col('action_id')}",
                 params,
             )
             while batch := cursor.fetchmany(2048):
                 for file, line in batch:
-                    record = _validate(display, file, line, stats)
+                    record = _validate(file, line, stats)
                     if record is not None:
                         yield record
     finally:
         con.close()
 
 
-def _validate(
-    display: dict[str, str], file: str, line: str, stats: ScanStats
-) -> ActionRecord | None:
+def _validate(file: str, line: str, stats: ScanStats) -> ActionRecord | None:
     try:
         return ActionRecord.model_validate(json.loads(line))
     except (ValidationError, ValueError) as exc:
         detail = str(exc).splitlines()[0]
-        stats.add_bad(display.get(file, file), _line_number(file, line), "invalid", detail)
+        number = _line_number(file, line) if os.path.exists(file) else 0
+        stats.add_bad(file, number, "invalid", detail)
         return None
+
+
+Predicate = Callable[[Shape, dict[str, Any]], str]
 
 
 def find_lines(
     location: Location,
     files: list[RecordFile],
-    predicate_sql: str,
-    params: dict[str, Any],
+    predicate: Predicate,
     *,
-    needle: str | None,
+    kinds: str,
     stats: ScanStats,
+    cache: PartitionCache | bool | None = True,
 ) -> list[str]:
-    """Raw lines of the valid records matching ``predicate_sql`` (over ``v``, ``j`` and ``ts``),
-    in time order. ``needle``: a substring every wanted line contains (a cheap pre-filter)."""
+    """Raw lines of the valid records matching ``predicate(shape, params)`` (SQL over the
+    relation's fields and ``ts``), in time order."""
     if not files:
         return []
-    prefilter = "AND contains(line, $needle)" if needle else ""
-    if needle:
-        params = {**params, "needle": needle}
     con = connect()
     try:
-        with _Files(location, files, stats) as paths:
-            stats.files += len(paths)
+        with _Scan(con, location, files, stats, kinds=kinds, cache=cache) as (
+            relation,
+            params,
+            shape,
+        ):
+            sql = predicate(shape, params)
             rows = con.execute(
-                f"{_classified(prefilter)} SELECT line FROM c WHERE bad IS NULL AND "
-                f"({predicate_sql}) ORDER BY ts",
-                {"files": paths, **params},
+                f"{relation} SELECT line FROM c WHERE bad IS NULL AND ({sql}) ORDER BY ts",
+                params,
             ).fetchall()
     finally:
         con.close()
     return [str(r[0]) for r in rows]
-
-
-def needle_for(ident: str) -> str | None:
-    """A substring every line holding ``ident`` as a JSON string contains (None: no shortcut)."""
-    return f'"{ident}"' if PLAIN_ID.match(ident) else None

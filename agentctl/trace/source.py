@@ -32,6 +32,12 @@ class RecordFile:
     name: str
     kind: str
     size: int
+    stamp: str = ""  # changes when the content may have: mtime (local) or ETag (S3)
+
+    @property
+    def partition(self) -> str:
+        """The ``dt=YYYY-MM-DD`` directory the file sits in."""
+        return self.name.rstrip("/").split("/")[-2]
 
 
 def file_kind(basename: str) -> str | None:
@@ -88,7 +94,8 @@ class LocalLocation(Location):
             for entry in sorted(os.scandir(part), key=lambda e: e.name):
                 kind = file_kind(entry.name)
                 if kind is not None and kind in kinds and entry.is_file():
-                    out.append(RecordFile(entry.path, kind, entry.stat().st_size))
+                    st = entry.stat()
+                    out.append(RecordFile(entry.path, kind, st.st_size, str(st.st_mtime_ns)))
         return out
 
     def open(self, file: RecordFile) -> IO[bytes]:
@@ -126,7 +133,12 @@ class S3Location(Location):
                         kind = file_kind(rel[1])
                         if kind is not None and kind in kinds:
                             out.append(
-                                RecordFile(f"s3://{self.bucket}/{key}", kind, int(obj["Size"]))
+                                RecordFile(
+                                    f"s3://{self.bucket}/{key}",
+                                    kind,
+                                    int(obj["Size"]),
+                                    str(obj.get("ETag", "")),
+                                )
                             )
         except Exception as exc:
             raise translate_error(exc, "s3:ListBucket") from exc

@@ -83,3 +83,26 @@ def test_bad_where_and_bad_window_fail_before_reading(tmp_path: Path) -> None:
 def test_missing_location_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="does not exist"):
         list(iter_actions(str(tmp_path / "nope"), "a", T0, T0 + timedelta(hours=1)))
+
+
+def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
+    tmp_path: Path, trace_cache: str
+) -> None:
+    [path] = write(tmp_path / "audit", [action(1)])
+    with open(path, "a") as f:
+        f.write("{corrupt\n")
+    src = str(tmp_path / "audit")
+    window = (T0, T0 + timedelta(hours=1))
+    for _ in range(2):  # the second query reads the cache (when on): same answer, same report
+        stats = ScanStats()
+        assert [r.action_id for r in iter_actions(src, "refund-agent", *window, stats=stats)] == [
+            "act-000001"
+        ]
+        assert dict(stats.bad) == {"not_json": 1}
+        assert [(e.file, e.line) for e in stats.examples] == [(str(path), 2)]
+    with open(path, "a") as f:
+        f.write(json.dumps(action(2).model_dump(mode="json")) + "\n")
+    got = [r.action_id for r in iter_actions(src, "refund-agent", *window)]
+    assert got == ["act-000001", "act-000002"]
+    cached = list((tmp_path / "trace-cache").rglob("records.parquet"))
+    assert len(cached) == (1 if trace_cache == "cache" else 0)

@@ -57,6 +57,39 @@ def test_python_and_duckdb_agree(rows: list[dict[str, Any]], expr: str) -> None:
     assert [i in got for i in range(len(rows))] == expected, sql
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(records, min_size=1, max_size=6), exprs)
+def test_python_and_the_duckdb_engine_agree(rows: list[dict[str, Any]], expr: str) -> None:
+    # The engine compiles --where over one-parse fragments (JSONL read directly) or over the
+    # cached Parquet columns: both must select exactly what Python selects.
+    from agentctl.trace.duck import CachedShape, DirectShape, _paths
+
+    node = where.parse(expr)
+    expected = [where.evaluate(node, r) for r in rows]
+    paths = _paths(node)
+    plist = "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE raw (i INTEGER, line VARCHAR)")
+    con.executemany(
+        "INSERT INTO raw VALUES (?, ?)", [(i, json.dumps(r)) for i, r in enumerate(rows)]
+    )
+    # DirectShape numbers the extra paths after the 11 base fields of the real relation.
+    pad = "[" + ", ".join(["NULL"] * 11) + "]::VARCHAR[]"
+    direct = DirectShape(paths).where(node)
+    con.execute(
+        f"CREATE TABLE d AS SELECT i, list_concat({pad}, json_extract(line, {plist})) AS v FROM raw"
+    )
+    cached = CachedShape().where(node)
+    con.execute(
+        "CREATE TABLE p AS SELECT i, line, json_extract_string(line, '$.tool') AS tool, "
+        "json_extract_string(line, '$.status') AS status, "
+        "json_extract(line, '$.args')::VARCHAR AS args, NULL::VARCHAR AS result FROM raw"
+    )
+    for table, sql in (("d", direct), ("p", cached)):
+        got = {i for (i,) in con.execute(f"SELECT i FROM {table} WHERE {sql}").fetchall()}
+        assert [i in got for i in range(len(rows))] == expected, (table, sql)
+
+
 def test_semantics_a_user_relies_on() -> None:
     match = where.predicate("args.amount > 30 and tool = 'issue_refund'")
     assert match({"tool": "issue_refund", "args": {"amount": 31}})
