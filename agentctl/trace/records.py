@@ -21,7 +21,8 @@ sorted, no whitespace, UTF-8, floats that are whole numbers written as integers)
 doing the same thing for the same ticket gets the same key, so a retry is deduplicated downstream
 and rollback compensates it exactly once.
 
-``agentctl trace schema`` (or :func:`json_schema`) prints the JSON Schema of a record.
+The JSON Schema of a record ships as ``agentctl/trace/record.schema.json`` (regenerate it from
+:func:`json_schema`; a test fails when it is stale).
 """
 
 from __future__ import annotations
