@@ -286,3 +286,44 @@ def test_redrive_moves_back_only_what_drain_diverted(ac: Agentctl, seeded: Aws) 
 
 def test_seeding_twice_creates_nothing_new(seeded: Aws, runbooks: Path) -> None:
     assert seed(seeded, load_agent("refund-agent", runbooks)).created == []
+
+
+def test_mapping_stuck_in_disabling_is_partial_and_the_rerun_finishes(
+    ac: Agentctl, seeded: Aws
+) -> None:
+    # moto flips a mapping to Disabled at once and cannot show one stuck in `Disabling`: after
+    # the (real, moto-applied) UpdateEventSourceMapping, GetEventSourceMapping is answered with
+    # `Disabling` by a hook on that one call until the test lets it through.
+    lam = seeded.client("lambda", retries=4)
+    stuck = {"after_update": False, "on": True}
+
+    def saw_update(**_: Any) -> None:
+        stuck["after_update"] = True
+
+    def disabling(params: dict[str, Any], **_: Any) -> Any:
+        if not (stuck["after_update"] and stuck["on"]):
+            return None
+        uuid = params["url_path"].rstrip("/").rsplit("/", 1)[-1]
+        http = type("Http", (), {"status_code": 200, "headers": {}, "content": b""})()
+        return http, {"UUID": uuid, "State": "Disabling", "ResponseMetadata": {}}
+
+    lam.meta.events.register("before-call.lambda.UpdateEventSourceMapping", saw_update)
+    lam.meta.events.register("before-call.lambda.GetEventSourceMapping", disabling)
+    try:
+        first = drain(ac, "refund-agent", divert=False)
+        assert first.exit_code is ExitCode.PARTIAL
+        (failed,) = [r for r in first.run.results if r.outcome.value == "failed"]
+        assert failed.action == "lambda.disable_event_source"
+        assert failed.error is not None and "is still Disabling after 60s" in failed.error
+        assert {r.outcome.value for r in first.run.results} == {"failed", "applied"}
+        stuck["on"] = False  # AWS finishes
+        second = drain(ac, "refund-agent", divert=False)
+        assert second.exit_code is ExitCode.OK
+        assert {r.outcome.value for r in second.run.results} == {"noop"}
+        resume = ac.plan_resume("refund-agent")
+        assert "lambda.disable_event_source" in {s.step.kind for s in resume.steps}
+        assert ac.execute(resume).exit_code is ExitCode.OK
+        assert mapping_state(seeded) == "Enabled"
+    finally:
+        lam.meta.events.unregister("before-call.lambda.UpdateEventSourceMapping", saw_update)
+        lam.meta.events.unregister("before-call.lambda.GetEventSourceMapping", disabling)
