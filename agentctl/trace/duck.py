@@ -175,17 +175,30 @@ class CachedShape(Shape):
         return name
 
     def where(self, node: where_lang.Node) -> str:
+        return self.split(node)[1]
+
+    def split(self, node: where_lang.Node) -> tuple[list[str], str]:
+        """Projections that extract every --where path with one parse per JSON column (each
+        named ``w_<column>``), and the condition over them. Used as
+        ``SELECT *, <projections> FROM c WHERE <base>`` so only rows passing the cheap
+        column filters are parsed."""
+        groups: dict[str, list[str]] = {}
         frags: dict[str, str] = {}
         for path in _paths(node):
             parts = path[2:].split(".")
             if len(parts) == 1 and parts[0] in STRING_COLUMNS:
                 frags[path] = f"to_json({parts[0]})"
-            elif parts[0] in JSON_COLUMNS:
-                rest = "$" + "".join(f".{p}" for p in parts[1:])
-                frags[path] = f"json_extract({parts[0]}, '{rest}')"
-            else:
-                frags[path] = f"json_extract(line, '{path}')"
-        return where_lang.to_sql(node, _FragmentDialect(frags))
+                continue
+            column = parts[0] if parts[0] in JSON_COLUMNS and len(parts) > 1 else "line"
+            rest = "$" + "".join(f".{p}" for p in parts[1:]) if column != "line" else path
+            paths = groups.setdefault(column, [])
+            paths.append(rest)
+            frags[path] = f"w_{column}[{len(paths)}]"
+        projections = [
+            f"json_extract({column}, [{', '.join(repr(p) for p in paths)}]) AS w_{column}"
+            for column, paths in groups.items()
+        ]
+        return projections, where_lang.to_sql(node, _FragmentDialect(frags))
 
 
 def _classified(extra: list[str] | None = None) -> str:
@@ -233,6 +246,7 @@ def action_conds(
     tool: str | None,
     params: dict[str, Any],
 ) -> str:
+    """A ``FROM`` clause (``m``) holding exactly the matching action rows."""
     params.update(since=since, until=until)
     conds = [
         "bad IS NULL",
@@ -243,9 +257,14 @@ def action_conds(
     ]
     if tool:
         conds.append(shape.eq("tool", "tool", tool, params))
-    if node is not None:
-        conds.append(shape.where(node))
-    return " AND ".join(conds)
+    base = " AND ".join(conds)
+    if node is None:
+        return f"(SELECT * FROM c WHERE {base}) AS m"
+    if isinstance(shape, CachedShape):
+        projections, cond = shape.split(node)
+        extra = "".join(f", {p}" for p in projections)
+        return f"(SELECT *{extra} FROM c WHERE {base}) AS m WHERE {cond}"
+    return f"(SELECT * FROM c WHERE {base} AND {shape.where(node)}) AS m"
 
 
 class _Files:
@@ -454,8 +473,8 @@ def count_actions(
             params,
             shape,
         ):
-            match = action_conds(shape, agent, since, until, node, tool, params)
-            row = con.execute(f"{relation} SELECT count(*) FROM c WHERE {match}", params).fetchone()
+            matching = action_conds(shape, agent, since, until, node, tool, params)
+            row = con.execute(f"{relation} SELECT count(*) FROM {matching}", params).fetchone()
             return int(row[0]) if row else 0
     finally:
         con.close()
@@ -472,8 +491,10 @@ def iter_actions(
     *,
     stats: ScanStats,
     cache: PartitionCache | bool | None = True,
+    limit: int | None = None,
 ) -> Iterator[ActionRecord]:
-    """Matching action records in (ts, action_id) order; bad lines counted in ``stats``."""
+    """Matching action records in (ts, action_id) order (the first ``limit``); bad lines
+    counted in ``stats``."""
     if not files:
         return
     node = where_lang.parse(where) if where else None
@@ -484,10 +505,11 @@ def iter_actions(
             params,
             shape,
         ):
-            match = action_conds(shape, agent, since, until, node, tool, params)
+            matching = action_conds(shape, agent, since, until, node, tool, params)
             cursor = con.execute(
-                f"{relation} SELECT file, line FROM c WHERE {match} "
-                f"ORDER BY ts, {shape.col('action_id')}",
+                f"{relation} SELECT file, line FROM {matching} "
+                f"ORDER BY ts, {shape.col('action_id')}"
+                + (f" LIMIT {int(limit)}" if limit is not None else ""),
                 params,
             )
             while batch := cursor.fetchmany(2048):

@@ -5,7 +5,7 @@ Stable signatures::
     iter_actions(source: str, agent: str, since: datetime, until: datetime,
                  where: str | None = None, tool: str | None = None, *,
                  stats: ScanStats | None = None, s3_client=None, engine: str = "auto",
-                 ) -> Iterator[ActionRecord]
+                 limit: int | None = None) -> Iterator[ActionRecord]
 
       Every valid action record of ``agent`` with ``since <= ts < until`` (UTC; naive datetimes
       are taken as UTC), optionally only ``tool`` and only those matching ``where`` (the
@@ -13,7 +13,7 @@ Stable signatures::
       ``source`` is the audit location: a directory or ``s3://bucket/prefix`` (then pass
       ``s3_client``). Bad lines never stop the scan: pass a ``ScanStats`` to get them counted.
       ``engine``: ``duckdb`` (filters inside DuckDB, partition-pruned file list), ``python``
-      (a plain line scan), ``auto`` (duckdb when installed).
+      (a plain line scan), ``auto`` (duckdb when installed). ``limit``: stop after that many.
 
 Rollback (issue 5) keys compensation on ``ActionRecord.effects`` and ``idempotency_key``.
 """
@@ -58,6 +58,7 @@ def iter_actions(
     stats: ScanStats | None = None,
     s3_client: Any | None = None,
     engine: str = "auto",
+    limit: int | None = None,
 ) -> Iterator[ActionRecord]:
     """See the module docstring."""
     since, until = check_window(since, until)
@@ -70,7 +71,9 @@ def iter_actions(
     if engine == "duckdb" or (engine == "auto" and duckdb_usable(source)):
         from agentctl.trace.duck import iter_actions as duck_iter_actions
 
-        yield from duck_iter_actions(location, files, agent, since, until, where, tool, stats=stats)
+        yield from duck_iter_actions(
+            location, files, agent, since, until, where, tool, stats=stats, limit=limit
+        )
         return
     found: list[ActionRecord] = []
     for file in files:
@@ -83,7 +86,7 @@ def iter_actions(
                 continue
             found.append(record)
     found.sort(key=lambda r: (r.ts, r.action_id))
-    yield from found
+    yield from found[:limit] if limit is not None else found
 
 
 def duckdb_usable(source: str) -> bool:

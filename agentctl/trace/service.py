@@ -149,7 +149,7 @@ class Traces:
             engine = "duckdb" if duckdb_usable(source) else "python"
         result.engine = engine
         s3 = self._s3(source)
-        if count_only and engine == "duckdb":
+        if engine == "duckdb":
             from agentctl.trace import where as where_lang
             from agentctl.trace.duck import count_actions
             from agentctl.trace.query import ACTION_KINDS
@@ -161,6 +161,25 @@ class Traces:
             result.count = count_actions(
                 location, files, agent, since, until, where, tool, stats=result.stats
             )
+            if count_only or result.count == 0 or limit == 0:
+                return result
+            # the listing re-reads the (cached) window; only its validation failures are new
+            listing = ScanStats()
+            result.actions = list(
+                iter_actions(
+                    source,
+                    agent,
+                    since,
+                    until,
+                    where,
+                    tool,
+                    stats=listing,
+                    s3_client=s3,
+                    engine=engine,
+                    limit=limit,
+                )
+            )
+            _add_invalid(result.stats, listing)
             return result
         for record in iter_actions(
             source,
@@ -276,3 +295,15 @@ class Traces:
         if len(sources) > 1:
             last.message = f"no action with id or idempotency key {ident!r} in any audit location"
         raise last
+
+
+def _add_invalid(stats: ScanStats, listing: ScanStats) -> None:
+    """Records the listing pass rejected on validation (beyond what classification counted)."""
+    extra = listing.bad["invalid"] - stats.bad["invalid"]
+    if extra > 0:
+        stats.bad["invalid"] += extra
+        seen = {(e.file, e.line) for e in stats.examples}
+        stats.examples.extend(
+            e for e in listing.examples if e.reason == "invalid" and (e.file, e.line) not in seen
+        )
+        del stats.examples[5:]

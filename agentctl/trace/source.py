@@ -67,7 +67,7 @@ class Location:
 class LocalLocation(Location):
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.url = str(root)
+        self.url = str(root.resolve())  # also the cache key: the same directory, however named
 
     def _partitions(self, since: datetime | None, until: datetime | None) -> Iterator[Path]:
         if not self.root.is_dir():

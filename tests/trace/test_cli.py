@@ -57,6 +57,11 @@ def test_actions_reads_the_spec_audit_location_and_filters(
     assert [a["args"]["amount"] for a in out["actions"]] == [45, 80]
     assert out["source"] == str(audit.resolve())
 
+    proc = cli("actions", "refund-agent", *WINDOW, "--limit", "1", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    limited = as_json(proc)
+    assert limited["count"] == 4 and [a["args"]["amount"] for a in limited["actions"]] == [10]
+
     proc = cli("actions", "refund-agent", *WINDOW, "--tool", "issue_refund", "--count")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("4 actions of refund-agent")
