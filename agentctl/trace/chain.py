@@ -84,7 +84,9 @@ def find_actions(
                 sql += " AND " + shape.eq("agent", "agent", agent, params)
             return sql
 
-        for line in duck.find_lines(location, files, pred, kinds="actions", stats=stats):
+        for line in duck.find_lines(
+            location, files, pred, kinds="actions", stats=stats, needle=duck.needle_for(ident)
+        ):
             found.append(ActionRecord.model_validate(json.loads(line)))
     else:
         for file in files:
@@ -126,7 +128,14 @@ def decision_chain(
             params["until"] = action.ts
             return shape.eq("trace_id", "trace", action.trace_id, params) + " AND ts <= $until"
 
-        for line in duck.find_lines(location, files, chain_pred, kinds="all", stats=stats):
+        for line in duck.find_lines(
+            location,
+            files,
+            chain_pred,
+            kinds="all",
+            stats=stats,
+            needle=duck.needle_for(action.trace_id),
+        ):
             records.append(parse_record(json.loads(line)))
     else:
         records = [

@@ -201,7 +201,7 @@ class CachedShape(Shape):
         return projections, where_lang.to_sql(node, _FragmentDialect(frags))
 
 
-def _classified(extra: list[str] | None = None) -> str:
+def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
     """SQL of the relation ``c(file, line, v, ts, bad)`` over the files in ``$files``;
     ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
@@ -217,6 +217,7 @@ def _classified(extra: list[str] | None = None) -> str:
                       auto_detect = false, delim = '\x01', quote = '', escape = '',
                       filename = true, max_line_size = {MAX_LINE})
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
+              {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
         SELECT file, line, v, TRY_CAST({text("ts")} AS TIMESTAMPTZ) AS ts,
             CASE
@@ -368,8 +369,10 @@ class _Scan:
         kinds: str,
         node: where_lang.Node | None = None,
         cache: PartitionCache | bool | None = True,
+        needle: str | None = None,
     ) -> None:
         self.con = con
+        self.needle = needle
         self.location = location
         self.files = files
         self.stats = stats
@@ -393,6 +396,11 @@ class _Scan:
         display = dict(zip(paths, (f.name for f in self.files), strict=True))
         params: dict[str, Any] = {"files": paths}
         extra = _paths(self.node)
+        if self.needle is not None:
+            # A lookup without the cache parses only the lines holding the id; the others are
+            # neither parsed nor classified (the scan statistics say so: lines = 0).
+            params["needle"] = self.needle
+            return _classified(extra=extra, prefilter=True), params, DirectShape(extra)
         relation = _classified(extra=extra)
         _classify_stats(self.con, relation, params, display, self.stats)
         return relation, params, DirectShape(extra)
@@ -542,6 +550,7 @@ def find_lines(
     kinds: str,
     stats: ScanStats,
     cache: PartitionCache | bool | None = True,
+    needle: str | None = None,
 ) -> list[str]:
     """Raw lines of the valid records matching ``predicate(shape, params)`` (SQL over the
     relation's fields and ``ts``), in time order."""
@@ -549,7 +558,7 @@ def find_lines(
         return []
     con = connect()
     try:
-        with _Scan(con, location, files, stats, kinds=kinds, cache=cache) as (
+        with _Scan(con, location, files, stats, kinds=kinds, cache=cache, needle=needle) as (
             relation,
             params,
             shape,
@@ -562,3 +571,12 @@ def find_lines(
     finally:
         con.close()
     return [str(r[0]) for r in rows]
+
+
+PLAIN_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{4,200}$")
+
+
+def needle_for(ident: str) -> str | None:
+    """A substring every line holding ``ident`` as a JSON string value contains: ``"ident"``
+    (JSON writers do not escape these characters). None when ``ident`` has others."""
+    return f'"{ident}"' if PLAIN_ID.match(ident) else None
