@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -45,13 +46,15 @@ from agentctl.sandbox import SANDBOX_ENV  # noqa: E402
 
 
 def fast_moto_sqs() -> None:
-    """Make two hot spots of moto's SQS O(1), with the same results, in this process's server.
+    """Take three hot spots out of moto's SQS in this process's server, keeping its results.
 
-    moto recomputes every queue attribute (three full scans of the queue) for each message it
-    hands out, to check the retention period, and reads the clock through three datetime
-    conversions for each message it looks at. With 10,000 messages queued that makes the
+    For each message it hands out, moto recomputes every queue attribute (three full scans of
+    the queue) to check the retention period; for each message it looks at, it reads the clock
+    through three datetime conversions; and on every SendMessage it rebuilds every attribute
+    again, the approximate counts included. With 10,000 messages queued that makes the
     in-process server's CPU, not the injected round trip, the bottleneck of both contenders.
-    Real SQS does neither. The replacements compute the same values directly.
+    Real SQS does none of this. The replacements compute the same values directly (the counts,
+    approximate in SQS too, may lag by 50 ms).
     """
     import moto.sqs.models as sqs_models
 
@@ -61,6 +64,66 @@ def fast_moto_sqs() -> None:
 
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained
     sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000.0
+    # moto also rebuilds every queue attribute, the three approximate counts included (each a
+    # scan of the queue), on every SendMessage (to read ContentBasedDeduplication). SQS's counts
+    # are approximate and lag by up to a minute; here they may lag by 50 ms.
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_not_visible",
+        "approximate_number_of_messages_delayed",
+    ):
+        setattr(sqs_models.Queue, name, property(_lagging(getattr(sqs_models.Queue, name).fget)))
+
+    # Deleting a message rebuilds the whole message list in Python: find it by receipt handle
+    # through an index instead (same checks, same errors).
+    handles: dict[str, Any] = {}
+    mark_received = sqs_models.Message.mark_received
+
+    def received(message: Any, visibility_timeout: int | None = None) -> None:
+        mark_received(message, visibility_timeout)
+        handles[message.receipt_handle] = message
+
+    def delete_message(queue: Any, receipt_handle: str) -> None:
+        if receipt_handle in queue.deleted_messages:
+            return
+        message = handles.get(receipt_handle)
+        if message is None or message not in queue._messages:
+            raise sqs_models.ReceiptHandleIsInvalid()
+        queue._messages.remove(message)
+        queue.pending_messages.discard(message)
+        queue.deleted_messages.update(message.all_receipt_handles)
+
+    sqs_models.Message.mark_received = received
+    sqs_models.Queue.delete_message = delete_message
+
+
+class OneAtATime:
+    """moto's SQS is not thread-safe: concurrent requests can hand one message to two receivers,
+    undo each other's deletes (a delete answers success and the message comes back) or fail
+    with "Set changed size during iteration". AWS applies each request atomically. This runs
+    moto's handling of one request at a time; the injected latency still overlaps. (moto's long
+    polling would wait inside the lock, so the bench receives with WaitTimeSeconds=0; against
+    moto an empty short poll is exact.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def _lagging(count: Any, lag: float = 0.05) -> Any:
+    def read(queue: Any) -> Any:
+        cache = queue.__dict__.setdefault("_bench_counts", {})
+        now = time.monotonic()
+        hit = cache.get(count)
+        if hit is None or now - hit[0] > lag:
+            hit = cache[count] = (now, count(queue))
+        return hit[1]
+
+    return read
 
 
 def fill(aws: Aws, url: str, count: int, *, threads: int = 16) -> list[str]:
@@ -96,7 +159,7 @@ def read_back(aws: Aws, url: str, key: Any, *, threads: int = 16) -> Counter[str
                 QueueUrl=url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=600,
-                WaitTimeSeconds=1,
+                WaitTimeSeconds=0,
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
@@ -184,7 +247,9 @@ def main() -> int:
     os.environ.update(SANDBOX_ENV)
     fast_moto_sqs()
 
-    with LatencyEndpoint(latency_ms=args.latency_ms) as url, tempfile.TemporaryDirectory() as tmp:
+    endpoint = LatencyEndpoint(latency_ms=args.latency_ms)
+    endpoint.middleware.app = OneAtATime(endpoint.middleware.app)
+    with endpoint as url, tempfile.TemporaryDirectory() as tmp:
         aws = Aws(AwsSettings(region="us-east-1", endpoint_url=url))
         sqs = aws.client("sqs")
         for name in ("work", "review", "naive-review"):
@@ -206,7 +271,7 @@ def main() -> int:
         sent = sorted(set(everything) - set(naive_ids))
 
         store = SqliteStore(Path(tmp) / "agentctl.db")
-        options = MoveOptions(workers=args.workers)
+        options = MoveOptions(workers=args.workers, wait_seconds=0)  # see OneAtATime
         mover = Mover(
             aws, SqliteMoveLedger(store), work, review, incident_id="INC-BENCH", options=options
         )
