@@ -176,17 +176,13 @@ class Agentctl:
         from agentctl.engine.phases import INTAKE_KINDS
 
         spec = self.spec(agent)
-        found = (
-            discover(self.aws, spec)
-            if spec.queues or spec.intake != spec.intake.__class__() or spec.functions
-            else None
-        )
-        plan = self.engine.plan(spec, "status", status_steps(spec, found.mappings if found else ()))
+        found = discover(self.aws, spec)  # event source mappings: no call without functions/queues
+        plan = self.engine.plan(spec, "status", status_steps(spec, found.mappings))
         levers = [
             LeverStatus(
                 "intake", "lambda.disable_event_source", "?", LeverState.UNKNOWN, "-", e.message
             )
-            for e in (found.errors if found else [])
+            for e in found.errors
         ]
         for planned in plan.steps:
             step = planned.step

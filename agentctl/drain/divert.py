@@ -141,14 +141,18 @@ class Mover:
             workers = max(1, self.options.workers)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(self._work) for _ in range(workers)]
-                for future in futures:
-                    exc = future.exception()
-                    if exc is None:
-                        continue
-                    if not isinstance(exc, Exception):  # Ctrl-C, exit: stop, say so after
-                        interrupted = interrupted or exc
-                    elif self.result.error is None:
-                        self.result.error = _typed(exc, self.source.name)
+                try:
+                    for future in futures:
+                        exc = future.exception()
+                        if exc is None:
+                            continue
+                        if not isinstance(exc, Exception):  # a worker was interrupted
+                            interrupted = interrupted or exc
+                        elif self.result.error is None:
+                            self.result.error = _typed(exc, self.source.name)
+                except BaseException:  # Ctrl-C while waiting: workers finish their batch, stop
+                    self._stop.set()
+                    raise
         except AgentctlError as exc:
             self.result.error = exc
         finally:
@@ -165,6 +169,11 @@ class Mover:
         if interrupted is not None:
             raise interrupted
         return self.result
+
+    def stop(self) -> None:
+        """Ask the workers to stop after their current batch (each batch is finished: sent
+        copies are deleted from the source and recorded)."""
+        self._stop.set()
 
     def _work(self) -> None:
         try:

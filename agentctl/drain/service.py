@@ -233,12 +233,19 @@ def divert(
             options=options,
             on_progress=(lambda r: on_progress(name, r)) if on_progress else None,
         )
+        movers.append(mover)
         result = mover.run()
         journal.note(name, _summary("diverted", result), after=result.to_dict())
         return QueueMove(name, review, result=result)
 
+    movers: list[Mover] = []
     with ThreadPoolExecutor(max_workers=max(1, len(drain.intake.queues))) as pool:
-        return list(pool.map(one, drain.intake.queues))
+        try:
+            return list(pool.map(one, drain.intake.queues))
+        except BaseException:  # Ctrl-C: every queue finishes its current batch and stops
+            for mover in movers:
+                mover.stop()
+            raise
 
 
 @dataclass

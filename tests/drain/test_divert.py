@@ -226,3 +226,27 @@ def test_a_message_with_ten_attributes_moves_without_the_origin_attribute(
     source, review = resolve(queues, "refund-requests"), resolve(queues, "refund-requests-review")
     assert ledger.moved_to(source.arn, review.arn, [got["MessageId"]]) == {got["MessageId"]}
     assert ledger.states(source.arn, [sent["MessageId"]]) == {sent["MessageId"]: MoveState.DELETED}
+
+
+def test_stop_finishes_the_current_batch_and_a_rerun_moves_the_rest(
+    queues: Aws, store: SqliteStore
+) -> None:
+    """What Ctrl-C does: every worker finishes its batch (sent copies deleted and recorded)."""
+    ids = put(queues, "refund-requests", 30)
+    holder: list[Mover] = []
+    first = mover(
+        queues,
+        store,
+        "refund-requests",
+        "refund-requests-review",
+        options=MoveOptions(workers=1, wait_seconds=0),
+        on_progress=lambda r: holder[0].stop(),
+    )
+    holder.append(first)
+    result = first.run()
+    assert result.moved == 10 and result.ok
+    assert depth(queues, "refund-requests") == (20, 0)  # nothing left in flight
+    rest = mover(queues, store, "refund-requests", "refund-requests-review").run()
+    assert rest.moved == 20 and (rest.finished, rest.resent) == (0, 0)
+    got = take_all(queues, "refund-requests-review")
+    assert sorted(origin(m)["message_id"] for m in got) == sorted(ids)
