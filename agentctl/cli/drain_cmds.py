@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Stop new work reaching the agent (event source mappings, EventBridge rules and
         schedules disabled), wait for in-flight work, and with --divert move what is queued to
-        the review queues. Records every before-state; deletes nothing; resume undoes it."""
+        the review queues (each message leaves its work queue only once its copy is in review).
+        Records every before-state; disables, never deletes a resource; resume undoes it."""
         run_drain(
             ctx, agent, divert=divert, timeout=timeout, reason=reason, yes=yes, dry_run=dry_run
         )
