@@ -74,20 +74,22 @@ def find_actions(
     if _use_duck(source, engine):
         from agentctl.trace import duck
 
-        def pred(shape: duck.Shape, params: dict[str, Any]) -> str:
-            sql = (
-                f"{shape.eq('record_type', 'rtype', 'action', params)} AND ("
-                f"{shape.eq('action_id', 'ident', ident, params)} OR "
-                f"{shape.eq('idempotency_key', 'ident', ident, params)})"
-            )
+        def pred(shape: duck.Shape, params: dict[str, Any]) -> list[str]:
+            # two alternatives, not one OR: each is a column filter Parquet can push down
+            base = shape.eq("record_type", "rtype", "action", params)
             if agent:
-                sql += " AND " + shape.eq("agent", "agent", agent, params)
-            return sql
+                base += " AND " + shape.eq("agent", "agent", agent, params)
+            return [
+                f"{base} AND {shape.eq('action_id', 'ident', ident, params)}",
+                f"{base} AND {shape.eq('idempotency_key', 'ident', ident, params)}",
+            ]
 
         for line in duck.find_lines(
             location, files, pred, kinds="actions", stats=stats, needle=duck.needle_for(ident)
         ):
-            found.append(ActionRecord.model_validate(json.loads(line)))
+            record = ActionRecord.model_validate(json.loads(line))
+            if all(r.action_id != record.action_id for r in found):
+                found.append(record)
     else:
         for file in files:
             for r in scan_file(location, file, stats):

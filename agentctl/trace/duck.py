@@ -386,9 +386,11 @@ class _Scan:
 
     def __enter__(self) -> tuple[str, dict[str, Any], Shape]:
         if self.cache is not None:
+            import duckdb
+
             try:
                 return self._cached(self.cache)
-            except OSError:
+            except (OSError, duckdb.IOException):
                 self.cache = None  # unwritable cache directory: read directly
         self._direct = _Files(self.location, self.files, self.stats)
         paths = self._direct.__enter__()
@@ -414,13 +416,15 @@ class _Scan:
         for f in self.files:
             by_part.setdefault(f.partition, []).append(f)
         parquets = []
+        total = ScanStats()  # merged only when every partition is available
         for part, files in sorted(by_part.items()):
             entry = cache.entry(self.location.url, part, self.kinds)
             part_stats = cache.lookup(entry, files)
             if part_stats is None:
                 part_stats = self._build(cache, entry, files)
-            self.stats.merge(part_stats)
+            total.merge(part_stats)
             parquets.append(str(entry.parquet))
+        self.stats.merge(total)
         return "WITH c AS (SELECT * FROM read_parquet($files))", {"files": parquets}, CachedShape()
 
     def _build(self, cache: PartitionCache, entry: Entry, files: list[RecordFile]) -> ScanStats:
@@ -539,7 +543,7 @@ def _validate(file: str, line: str, stats: ScanStats) -> ActionRecord | None:
         return None
 
 
-Predicate = Callable[[Shape, dict[str, Any]], str]
+Predicate = Callable[[Shape, dict[str, Any]], "str | list[str]"]
 
 
 def find_lines(
@@ -563,11 +567,17 @@ def find_lines(
             params,
             shape,
         ):
-            sql = predicate(shape, params)
-            rows = con.execute(
-                f"{relation} SELECT line FROM c WHERE bad IS NULL AND ({sql}) ORDER BY ts",
-                params,
-            ).fetchall()
+            preds = predicate(shape, params)
+            alternatives = [preds] if isinstance(preds, str) else preds
+            if not isinstance(shape, CachedShape):  # JSONL: one pass with OR, not one per
+                alternatives = ["(" + ") OR (".join(alternatives) + ")"]
+            rows = []
+            for sql in alternatives:
+                rows += con.execute(
+                    f"{relation} SELECT line, epoch_us(ts) FROM c WHERE bad IS NULL AND ({sql})",
+                    params,
+                ).fetchall()
+            rows.sort(key=lambda r: r[1])
     finally:
         con.close()
     return [str(r[0]) for r in rows]

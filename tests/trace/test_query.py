@@ -106,3 +106,27 @@ def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
     assert got == ["act-000001", "act-000002"]
     cached = list((tmp_path / "trace-cache").rglob("records.parquet"))
     assert len(cached) == (1 if trace_cache == "cache" else 0)
+
+
+def test_an_unusable_cache_directory_falls_back_to_reading_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("AGENTCTL_TRACE_CACHE", str(blocker / "cache"))
+    [path] = write(tmp_path / "audit", [action(1), action(2)])
+    with open(path, "a") as f:
+        f.write("{corrupt\n")
+    stats = ScanStats()
+    got = list(
+        iter_actions(
+            str(tmp_path / "audit"),
+            "refund-agent",
+            T0,
+            T0 + timedelta(hours=1),
+            stats=stats,
+            engine="duckdb",
+        )
+    )
+    assert [r.action_id for r in got] == ["act-000001", "act-000002"]
+    assert dict(stats.bad) == {"not_json": 1} and stats.lines == 3
