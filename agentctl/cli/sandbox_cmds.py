@@ -40,6 +40,7 @@ def up(
 ) -> None:
     """Run a local AWS endpoint on 127.0.0.1 until Ctrl-C, seeded with every agent's resources."""
     import os
+    import signal
     import threading
 
     from agentctl.cli import render
@@ -47,6 +48,7 @@ def up(
 
     os.environ.update(SANDBOX_ENV)
     server, url = start_server(port)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C
     try:
         created = [] if no_seed else _seed_all(ctx, None, url)
         out = render.console()
@@ -59,7 +61,14 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        # Stopping waits for open connections; never let that keep the process alive.
+        stopper = threading.Thread(target=server.stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=5)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("seed")

@@ -50,7 +50,7 @@ def test_sandbox_up_then_contain_against_it(cli: Run, cli_env: dict[str, str]) -
         assert "2 changed" in proc.stdout
     finally:
         os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=30)
+        server.wait(timeout=60)
     assert server.returncode == 0  # Ctrl-C is the normal way to stop it
 
 
