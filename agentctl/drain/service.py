@@ -214,6 +214,10 @@ def divert(
 ) -> list[QueueMove]:
     """Move every queued message of every work queue to its review queue (queues in parallel)."""
     journal = _Notes(store, incident, operator, clock, reason)
+    if options is None:
+        # The workers share one SQS client (a pool of 10 connections): split them over queues.
+        queues = max(1, len(drain.intake.queues))
+        options = MoveOptions(workers=max(1, MoveOptions().workers // queues))
 
     def one(pair: QueuePair) -> QueueMove:
         name = pair.work.name if pair.work else pair.spec_name
