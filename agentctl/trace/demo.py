@@ -38,7 +38,6 @@ class Bot:
     executed: list[tuple[float, str, int]] = field(default_factory=list)  # (t, ticket, amount)
     refused: list[tuple[float, str]] = field(default_factory=list)
     progressed: threading.Condition = field(default_factory=threading.Condition)
-    handed_over_at: float = 0.0
 
 
 def _audit_dir(demo: Any) -> Path:
@@ -107,10 +106,10 @@ def _build(demo: Any) -> Bot:
                 try:
                     issue_refund(f"o-{5000 + n}", amount)
                     with bot.lock:
-                        bot.executed.append((time.monotonic(), ticket, amount))
+                        bot.executed.append((time.time(), ticket, amount))
                 except ToolRevoked:
                     with bot.lock:
-                        bot.refused.append((time.monotonic(), ticket))
+                        bot.refused.append((time.time(), ticket))
                         if len(bot.refused) >= 3:
                             bot.stop.set()  # a real agent would back off; the demo stops
             with bot.progressed:
@@ -144,7 +143,6 @@ def agent_runs(demo: Any) -> None:
             f"({', '.join(f'${a}' for a in wrong)}); the agent keeps going...",
             flush=True,
         )
-    bot.handed_over_at = time.monotonic()
 
 
 def after_contain(demo: Any) -> None:
@@ -159,14 +157,15 @@ def after_contain(demo: Any) -> None:
     if bot.thread is not None:
         bot.thread.join(timeout=5)
     bot.agent.close()
+    changed_at = _registry_changed_at(demo)
     with bot.lock:
-        if bot.refused:
+        if bot.refused and changed_at is not None:
             first = bot.refused[0][0]
-            last_ok = max((t for t, _, _ in bot.executed if t < first), default=first)
+            after = [t for t, _, _ in bot.executed if t > changed_at]
             print(
-                f"first refused call {first - bot.handed_over_at:.1f} s after `contain` started "
-                f"(last refund executed {last_ok - bot.handed_over_at:.1f} s after); "
-                f"{len(bot.refused)} calls refused, nothing executed after that",
+                f"`contain` changed the tool registry; the agent's first refused call came "
+                f"{first - changed_at:.1f} s later (cache {CACHE_TTL:g} s); "
+                f"{len(after)} refunds executed in between, {len(bot.refused)} calls refused",
                 flush=True,
             )
         else:
@@ -191,3 +190,14 @@ def after_contain(demo: Any) -> None:
     if wrong:
         demo.say("Why did it refund that much? The decision chain of one wrong refund")
         demo.run("trace", wrong[-1].action_id)
+
+
+def _registry_changed_at(demo: Any) -> float | None:
+    """When the tool registry was last written (by `contain`), as a Unix time."""
+    from agentctl.spec.loader import load_agent
+
+    spec = load_agent(AGENT, demo.runbooks)
+    if spec.tool_registry is None:
+        return None
+    param = demo.aws.client("ssm").get_parameter(Name=spec.tool_registry.parameter)["Parameter"]
+    return float(param["LastModifiedDate"].timestamp())

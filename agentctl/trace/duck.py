@@ -322,7 +322,20 @@ def _classify_stats(
     """Lines and bad lines (by reason, first locations) of ``relation`` (a parquet file or the
     direct CTE) into ``stats``."""
     rows = con.execute(f"{relation} SELECT bad, count(*) FROM c GROUP BY bad", params).fetchall()
-    for bad, count in rows:
+    _add_counts(con, relation, params, display, stats, rows, local)
+
+
+def _add_counts(
+    con: Any,
+    relation: str,
+    params: dict[str, Any],
+    display: dict[str, str],
+    stats: ScanStats,
+    rows: list[tuple[Any, ...]],
+    local: dict[str, str] | None = None,
+) -> None:
+    """Add ``(bad, count, ...)`` rows to ``stats``; fetch the first bad lines as examples."""
+    for bad, count, *_ in rows:
         stats.lines += int(count)
         if bad is not None:
             stats.bad[str(bad)] += int(count)
@@ -331,7 +344,7 @@ def _classify_stats(
         examples = con.execute(
             f"{relation} SELECT bad, file, line FROM c WHERE bad IS NOT NULL "
             f"ORDER BY file LIMIT {room}",
-            params,
+            {"files": params["files"]},
         ).fetchall()
         for bad, file, line in examples:
             path = (local or {}).get(file, file)
@@ -370,9 +383,12 @@ class _Scan:
         node: where_lang.Node | None = None,
         cache: PartitionCache | bool | None = True,
         needle: str | None = None,
+        defer_stats: bool = False,
     ) -> None:
         self.con = con
         self.needle = needle
+        self.defer_stats = defer_stats  # direct mode: the caller counts lines in its own pass
+        self.display: dict[str, str] = {}
         self.location = location
         self.files = files
         self.stats = stats
@@ -404,7 +420,9 @@ class _Scan:
             params["needle"] = self.needle
             return _classified(extra=extra, prefilter=True), params, DirectShape(extra)
         relation = _classified(extra=extra)
-        _classify_stats(self.con, relation, params, display, self.stats)
+        self.display = display
+        if not self.defer_stats:
+            _classify_stats(self.con, relation, params, display, self.stats)
         return relation, params, DirectShape(extra)
 
     def __exit__(self, *exc: object) -> None:
@@ -480,12 +498,24 @@ def count_actions(
     node = where_lang.parse(where) if where else None
     con = connect()
     try:
-        with _Scan(con, location, files, stats, kinds="actions", node=node, cache=cache) as (
-            relation,
-            params,
-            shape,
-        ):
+        scan = _Scan(
+            con, location, files, stats, kinds="actions", node=node, cache=cache, defer_stats=True
+        )
+        with scan as (relation, params, shape):
             matching = action_conds(shape, agent, since, until, node, tool, params)
+            if isinstance(shape, DirectShape):
+                # JSONL read directly: classify and count the matches in the same pass
+                head, tail = "(SELECT * FROM c WHERE ", ") AS m"
+                assert matching.startswith(head) and matching.endswith(tail)
+                match = matching[len(head) : -len(tail)]
+                rows = con.execute(
+                    f"{relation} SELECT bad, count(*), count(*) FILTER (WHERE {match}) "
+                    "FROM c GROUP BY bad",
+                    params,
+                ).fetchall()
+                total = sum(int(r[2]) for r in rows)
+                _add_counts(con, relation, params, scan.display, stats, rows)
+                return total
             row = con.execute(f"{relation} SELECT count(*) FROM {matching}", params).fetchone()
             return int(row[0]) if row else 0
     finally:

@@ -24,9 +24,10 @@ def test_agent_is_contained_within_the_cache_window_and_actions_explain_it(
     scenes.after_contain(demo)
 
     out = capsys.readouterr().out
-    m = re.search(r"first refused call (\d+\.\d) s after `contain` started", out)
+    m = re.search(r"first refused call came (-?\d+\.\d) s later \(cache 1 s\)", out)
     assert m, out
-    assert float(m.group(1)) < 15  # contain subprocess + 1 s cache, on a loaded 2-core box
+    # the 1 s cache, plus a ticket in flight, plus scheduling on a loaded 2-core box
+    assert float(m.group(1)) < 4
     # every row of the --where listing is over the limit, and there are some
     amounts = [int(a) for a in re.findall(r'"amount": ?(\d+)', out.split("Which refunds")[1])]
     assert amounts and all(a > 30 for a in amounts)
