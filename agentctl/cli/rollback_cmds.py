@@ -70,6 +70,14 @@ def rollback(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=256, help="Compensations sent in parallel.")
     ] = 16,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=5.0,
+            help="Seconds a run's claim holds before another run may take it over.",
+        ),
+    ] = 120.0,
     mitigations_csv: Annotated[
         Path | None,
         typer.Option("--mitigations-csv", help="Write the mitigation items to this CSV file."),
@@ -127,6 +135,7 @@ def rollback(
             plan,
             reason=reason,
             workers=workers,
+            lease_seconds=lease,
             progress=progress.update if progress else None,
         )
     finally:
@@ -386,9 +395,8 @@ def store_init(
     ] = None,
 ) -> None:
     """Create the store: the DynamoDB table (on-demand, conditional writes), or the SQLite file."""
-    from agentctl.incidents.dynamodb import init_store
-
     from agentctl.cli import render
+    from agentctl.incidents.dynamodb import init_store
 
     g = globals_of(ctx)
     url = f"dynamodb://{table}" if table else g.store

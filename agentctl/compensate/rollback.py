@@ -336,6 +336,7 @@ class Rollback:
         reason: str = "",
         progress: ProgressFn | None = None,
         workers: int = 16,
+        lease_seconds: float = 120.0,
     ) -> RollbackResult:
         result = RollbackResult(plan=plan)
         store = self.ac.store
@@ -378,7 +379,7 @@ class Rollback:
             plan.spec,
             clock=self.ac.engine.clock,
             workers=workers,
-            owner=None,
+            lease_seconds=lease_seconds,
         )
         report = executor.run(comp, progress)
         result.execution = report

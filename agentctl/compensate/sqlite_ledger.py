@@ -8,8 +8,11 @@ its own condition. Triggers refuse DELETE: rows are never removed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from agentctl.clock import Clock
 from agentctl.compensate.ledger import (
@@ -54,8 +57,67 @@ CREATE TRIGGER IF NOT EXISTS compensation_ledger_no_delete BEFORE DELETE ON comp
     BEGIN SELECT RAISE(ABORT, 'ledger rows are never deleted'); END;
 """
 
+T = TypeVar("T")
 _CHUNK = 400  # keys per IN (...) list: well under SQLite's variable limit
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM compensation_ledger"
+
+
+class _GroupCommit:
+    """Group commit: writes from many worker threads share one transaction (one fsync).
+
+    A worker hands in a function of the connection and blocks until the transaction holding it
+    has committed, so every write is durable before the worker goes on, exactly as with one
+    transaction per write. If a grouped transaction fails, each write is retried on its own so
+    one bad write cannot fail the others. The committing thread exits when idle.
+    """
+
+    MAX_GROUP = 256
+    IDLE_SECONDS = 0.5
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.queue: queue.Queue[tuple[Callable[[Any], Any], Future[Any]]] = queue.Queue()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def run(self, op: Callable[[Any], T]) -> T:
+        future: Future[T] = Future()
+        self.queue.put((op, future))
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="ledger-commit", daemon=True)
+                self.thread.start()
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                first = self.queue.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    if self.queue.empty():
+                        self.thread = None
+                        return
+                continue
+            group = [first]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    group.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.store.transaction() as conn:
+                    results = [op(conn) for op, _ in group]
+            except Exception:
+                for op, future in group:
+                    try:
+                        with self.store.transaction() as conn:
+                            future.set_result(op(conn))
+                    except Exception as exc:
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                future.set_result(result)
 
 
 class SqliteLedger(Ledger):
@@ -64,6 +126,7 @@ class SqliteLedger(Ledger):
         self.store = store
         with store.lock:
             store.conn.executescript(SCHEMA)
+        self.group = _GroupCommit(store)
 
     def _insert_missing(self, rows: Sequence[LedgerRow]) -> tuple[dict[str, LedgerRow], set[str]]:
         placeholders = ", ".join("?" for _ in COLUMNS)
@@ -83,56 +146,68 @@ class SqliteLedger(Ledger):
     def _claim(
         self, keys: Sequence[str], owner: str, now: float, lease_until: float
     ) -> list[LedgerRow]:
+        def op(conn: Any) -> list[LedgerRow]:
+            return self._claim_in(conn, keys, owner, now, lease_until)
+
+        return self.group.run(op)
+
+    def _claim_in(
+        self, conn: Any, keys: Sequence[str], owner: str, now: float, lease_until: float
+    ) -> list[LedgerRow]:
         claimable = ", ".join(f"'{s.value}'" for s in CLAIMABLE)
         expired = ", ".join(f"'{s.value}'" for s in RECLAIMABLE_WHEN_EXPIRED)
         claimed: list[LedgerRow] = []
-        with self.store.transaction() as conn:
-            for chunk in _chunks(keys):
-                marks = ", ".join("?" for _ in chunk)
-                before = {
-                    r.key: r
-                    for r in _rows(
-                        conn.execute(
-                            f"{_SELECT} WHERE key IN ({marks}) AND (status IN ({claimable})"
-                            f" OR (status IN ({expired}) AND lease_until < ?))",
-                            (*chunk, now),
-                        )
+        for chunk in _chunks(keys):
+            marks = ", ".join("?" for _ in chunk)
+            before = {
+                r.key: r
+                for r in _rows(
+                    conn.execute(
+                        f"{_SELECT} WHERE key IN ({marks}) AND (status IN ({claimable})"
+                        f" OR (status IN ({expired}) AND lease_until < ?))",
+                        (*chunk, now),
                     )
-                }
-                if not before:
-                    continue
-                picked = list(before)
-                marks = ", ".join("?" for _ in picked)
-                # Same condition again inside the same immediate transaction: nobody can
-                # write between the read and this update, so "before" is exactly what we took.
-                conn.execute(
-                    "UPDATE compensation_ledger SET status = 'in_progress', owner = ?,"
-                    f" lease_until = ?, updated_at = ? WHERE key IN ({marks})",
-                    (owner, lease_until, now, *picked),
                 )
-                claimed.extend(before.values())
+            }
+            if not before:
+                continue
+            picked = list(before)
+            marks = ", ".join("?" for _ in picked)
+            # Same condition again inside the same immediate transaction: nobody can
+            # write between the read and this update, so "before" is exactly what we took.
+            conn.execute(
+                "UPDATE compensation_ledger SET status = 'in_progress', owner = ?,"
+                f" lease_until = ?, updated_at = ? WHERE key IN ({marks})",
+                (owner, lease_until, now, *picked),
+            )
+            claimed.extend(before.values())
         return claimed
 
     def _mark_dispatching(self, keys: Sequence[str], owner: str, now: float) -> set[str]:
+        return self.group.run(lambda conn: self._mark_in(conn, keys, owner, now))
+
+    @staticmethod
+    def _mark_in(conn: Any, keys: Sequence[str], owner: str, now: float) -> set[str]:
         marked: set[str] = set()
-        with self.store.transaction() as conn:
-            for chunk in _chunks(keys):
-                marks = ", ".join("?" for _ in chunk)
-                cursor = conn.execute(
-                    "UPDATE compensation_ledger SET dispatch_pending = 1,"
-                    " dispatched_at = COALESCE(dispatched_at, ?),"
-                    " attempts = attempts + 1, updated_at = ?"
-                    f" WHERE key IN ({marks}) AND owner = ? AND status = 'in_progress'"
-                    " AND lease_until > ? RETURNING key",
-                    (now, now, *chunk, owner, now),
-                )
-                marked.update(r[0] for r in cursor.fetchall())
+        for chunk in _chunks(keys):
+            marks = ", ".join("?" for _ in chunk)
+            cursor = conn.execute(
+                "UPDATE compensation_ledger SET dispatch_pending = 1,"
+                " dispatched_at = COALESCE(dispatched_at, ?),"
+                " attempts = attempts + 1, updated_at = ?"
+                f" WHERE key IN ({marks}) AND owner = ? AND status = 'in_progress'"
+                " AND lease_until > ? RETURNING key",
+                (now, now, *chunk, owner, now),
+            )
+            marked.update(r[0] for r in cursor.fetchall())
         return marked
 
     def _finish(self, outcomes: Sequence[Finish], owner: str, now: float) -> None:
-        with self.store.transaction() as conn:
+        def op(conn: Any) -> None:
             for outcome in outcomes:
                 _finish_in(conn, outcome, owner, now)
+
+        self.group.run(op)
 
     def _finish_one(self, outcome: Finish, owner: str, now: float) -> bool:
         with self.store.transaction() as conn:
