@@ -20,6 +20,9 @@ releases_app = typer.Typer(
     help="Releases: model version + prompt template + tool schema, as one artifact.",
     no_args_is_help=True,
 )
+compensations_app = typer.Typer(
+    help="The compensation ledger: each rollback item and its state.", no_args_is_help=True
+)
 store_app = typer.Typer(
     help="The incident store (SQLite file or DynamoDB table).", no_args_is_help=True
 )
@@ -28,6 +31,7 @@ store_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     app.command()(rollback)
     app.add_typer(releases_app, name="releases")
+    app.add_typer(compensations_app, name="compensations")
     app.add_typer(store_app, name="store")
 
 
@@ -382,6 +386,75 @@ def releases_mark(
         render.print_json({"schema": "agentctl.release/v1", "release": marked.to_dict()})
     else:
         render.console().print(f"{marked.id} ({owner}) marked {marked.mark}")
+
+
+# -- compensations --------------------------------------------------------------------------------
+@compensations_app.command("list")
+@boundary
+def compensations_list(
+    ctx: typer.Context,
+    agent: Agent,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="pending, in_progress, completed, failed, unknown or recorded (mitigations).",
+        ),
+    ] = None,
+) -> None:
+    """Every compensation and mitigation item of the agent in the ledger, with its state."""
+    from rich.table import Table
+
+    from agentctl.cli import render
+    from agentctl.compensate.rollback import Rollback
+
+    g = globals_of(ctx)
+    rows = Rollback(g.agentctl()).items(agent, status)
+    if g.json:
+        render.print_json(
+            {
+                "schema": "agentctl.compensations/v1",
+                "agent": agent,
+                "items": [r.to_dict() for r in rows],
+            }
+        )
+        return
+    table = Table(title=f"compensations of {agent}", title_justify="left")
+    for column in ("action", "tool", "kind", "status", "attempts", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        detail = r.error if r.status.value in ("failed", "unknown") else (r.result or "")
+        table.add_row(r.action_id, r.tool, r.kind, r.status.value, str(r.attempts), detail or "")
+    render.console().print(table)
+
+
+@compensations_app.command("resolve")
+@boundary
+def compensations_resolve(
+    ctx: typer.Context,
+    agent: Agent,
+    item: Annotated[str, typer.Argument(help="Action id (or ledger key prefix) of the item.")],
+    applied: Annotated[
+        bool, typer.Option("--applied", help="It took effect downstream: mark it completed.")
+    ] = False,
+    not_applied: Annotated[
+        bool,
+        typer.Option("--not-applied", help="It did not: the next rollback sends it (same key)."),
+    ] = False,
+) -> None:
+    """Settle an item of unknown outcome after checking downstream (never guessed)."""
+    from agentctl.cli import render
+    from agentctl.compensate.rollback import Rollback
+    from agentctl.errors import BadInputError
+
+    if applied == not_applied:
+        raise BadInputError("give exactly one of --applied or --not-applied")
+    g = globals_of(ctx)
+    row = Rollback(g.agentctl()).resolve(agent, item, applied=applied)
+    if g.json:
+        render.print_json({"schema": "agentctl.compensation/v1", "item": row.to_dict()})
+    else:
+        render.console().print(f"{row.action_id}: {row.status.value} ({row.result})")
 
 
 # -- store ---------------------------------------------------------------------------------------

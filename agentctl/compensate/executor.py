@@ -83,7 +83,10 @@ class ExecutionReport:
     def exit_code(self) -> ExitCode:
         if not self.problems:
             return ExitCode.OK
-        return ExitCode.PARTIAL if (self.completed or self.already_done) else ExitCode.ERROR
+        # Unknown outcomes and items held by another run may have taken effect: never "failed,
+        # nothing changed".
+        maybe_done = self.completed or self.already_done or self.unknown or self.held
+        return ExitCode.PARTIAL if maybe_done else ExitCode.ERROR
 
     def to_dict(self) -> dict[str, Any]:
         return {

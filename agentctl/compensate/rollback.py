@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agentctl.compensate.executor import ExecutionReport, Executor, ProgressFn
-from agentctl.compensate.ledger import FINAL, Ledger
+from agentctl.compensate.ledger import FINAL, Ledger, LedgerRow, LedgerStatus
 from agentctl.compensate.planner import CompensationPlan, plan_compensations
 from agentctl.compensate.source import load_actions
 from agentctl.engine.model import Outcome, Plan, RunResult
@@ -429,6 +429,35 @@ class Rollback:
             return self.ac.aws.caller_arn()
         except Exception:
             return "unknown"
+
+    # -- the ledger, item by item --------------------------------------------------------------
+    def items(self, agent: str, status: str | None = None) -> list[LedgerRow]:
+        self.ac.spec(agent)
+        return [r for r in self.ledger().rows(agent) if status is None or r.status == status]
+
+    def resolve(self, agent: str, ident: str, *, applied: bool) -> LedgerRow:
+        """An operator's verdict on an ``unknown`` item (by action id or ledger key prefix)."""
+        rows = [r for r in self.ledger().rows(agent) if r.action_id == ident]
+        if not rows:
+            rows = [r for r in self.ledger().rows(agent) if r.key.startswith(ident)]
+        if len(rows) != 1:
+            raise BadInputError(
+                f"{'no' if not rows else 'more than one'} compensation of {agent} matches "
+                f"{ident!r}",
+                hint=f"`agentctl compensations list {agent} --status unknown` shows them",
+            )
+        row = rows[0]
+        if row.status is not LedgerStatus.UNKNOWN and not row.dispatch_pending:
+            raise BadInputError(
+                f"{row.action_id} is {row.status.value}, not of unknown outcome: nothing to resolve"
+            )
+        resolved = self.ledger().resolve(row.key, applied=applied, by=self.ac.engine.user)
+        if resolved.status is row.status:  # the conditional write did not apply
+            raise BadInputError(
+                f"{row.action_id} is still held by a running rollback (lease until "
+                f"{row.lease_until}); resolve it after that"
+            )
+        return resolved
 
     # -- stores --------------------------------------------------------------------------------
     def ledger(self) -> Ledger:

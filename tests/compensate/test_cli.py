@@ -140,3 +140,74 @@ def test_bad_input_exits_2(cli: Run, story: dict[str, str]) -> None:  # noqa: F8
     assert proc.returncode == 2 and "floats" in proc.stderr
     proc = cli("releases", "mark", story["good"])
     assert proc.returncode == 2 and "exactly one of --good or --bad" in proc.stderr
+
+
+def test_unknown_outcomes_are_listed_and_resolved_by_the_operator(
+    cli: Run,  # noqa: F811
+    sandbox_aws: Aws,  # noqa: F811
+    story: dict[str, str],
+    cli_env: dict[str, str],  # noqa: F811
+    runbooks: Path,
+) -> None:
+    from agentctl.clock import FakeClock
+    from agentctl.compensate.executor import Executor
+    from agentctl.compensate.planner import plan_compensations
+    from agentctl.compensate.source import load_actions
+    from agentctl.compensate.sqlite_ledger import SqliteLedger
+    from agentctl.incidents.sqlite import SqliteStore
+    from agentctl.spec.loader import load_agent
+    from tests.compensate.test_executor import Crash, _crash_at
+
+    # A run ten minutes ago sent a batch and died before writing the outcome: past SQS's
+    # dedup window, so nothing can prove whether it landed, and it must not be re-sent.
+    spec = load_agent("refund-agent", runbooks)
+    now = datetime.now(UTC)
+    actions = load_actions(
+        spec, sandbox_aws, since=now - timedelta(hours=1), until=now, spec_dir=runbooks
+    )
+    store = SqliteStore(Path(cli_env["AGENTCTL_STORE"]))
+    ledger = SqliteLedger(store, FakeClock(now - timedelta(minutes=10)))
+    with pytest.raises(Crash):
+        Executor(
+            ledger, sandbox_aws, spec, clock=ledger.clock, workers=1,
+            checkpoint=_crash_at("after_dispatch", 0),
+        ).run(plan_compensations(spec, actions))  # fmt: skip
+    assert count(sandbox_aws, story["url"]) == 10
+
+    window = ("--since", "1h", "--until", "now", "--no-release")
+    run = cli("rollback", "refund-agent", *window, "--yes", "-o", "json")
+    assert run.returncode == 3, run.stderr
+    assert len(json.loads(run.stdout)["compensation"]["unknown"]) == 10
+    assert count(sandbox_aws, story["url"]) == 10  # not re-sent
+
+    listed = as_json(
+        cli("compensations", "list", "refund-agent", "--status", "unknown", "-o", "json")
+    )
+    ids = sorted(i["action_id"] for i in listed["items"])
+    assert len(ids) == 10
+    for action_id in ids:  # the payments team confirmed all ten reversals landed
+        proc = cli("compensations", "resolve", "refund-agent", action_id, "--applied")
+        assert proc.returncode == 0, proc.stderr
+    again = cli("compensations", "resolve", "refund-agent", ids[0], "--not-applied")
+    assert again.returncode == 2 and "nothing to resolve" in again.stderr
+
+    final = cli("rollback", "refund-agent", *window, "--yes", "-o", "json")
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout)["compensation"]["already_done"] == 10
+    assert count(sandbox_aws, story["url"]) == 10
+    store.close_connection()
+
+
+def test_rollback_on_a_dynamodb_store(cli: Run, sandbox_aws: Aws, story: dict[str, str]) -> None:  # noqa: F811
+    store = ("--store", "dynamodb://agentctl-team")
+    init = cli("store", "init", *store, "-o", "json")
+    assert init.returncode == 0 and json.loads(init.stdout)["created"] is True
+    # the releases were recorded in the SQLite store of the other fixture: record them here too
+    done = cli("rollback", "refund-agent", "--since", "1h", "--no-release", "--yes", *store)
+    assert done.returncode == 0, done.stderr
+    assert "10 applied" in done.stdout
+    again = cli("rollback", "refund-agent", "--since", "1h", "--no-release", "--yes", *store)
+    assert "0 applied, 10 already done" in again.stdout
+    incidents = as_json(cli("incidents", "list", *store, "-o", "json"))["incidents"]
+    assert len(incidents) == 1 and incidents[0]["agent"] == "refund-agent"
+    assert count(sandbox_aws, story["url"]) == 10
