@@ -223,3 +223,42 @@ def test_two_executors_at_once_do_not_double_compensate(
         plan_compensations(spec, actions)
     )
     assert final.already_done == 200 and drain(aws, url) == []
+
+
+def test_throttling_is_retried_in_the_run_and_access_denied_fails_with_the_reason(
+    aws: Aws, ledger: SqliteLedger, clock: FakeClock
+) -> None:
+    # moto never throttles nor denies: botocore's Stubber answers these calls only.
+    from botocore.stub import Stubber
+
+    url = make_queue(aws, STANDARD)
+    spec = _spec(url)  # a queue URL: no GetQueueUrl call
+    client = aws.client("sqs", retries=0)
+    ok = {"Successful": [{"Id": "0", "MessageId": "m", "MD5OfMessageBody": "x"}], "Failed": []}
+    started = clock.monotonic()
+    with Stubber(client) as stub:
+        stub.add_client_error("send_message_batch", "ThrottlingException", http_status_code=400)
+        stub.add_response("send_message_batch", ok)
+        report = _executor(ledger, aws, spec, clock, workers=1).run(
+            plan_compensations(spec, [refund(1)])
+        )
+        stub.assert_no_pending_responses()
+    assert report.completed == 1 and report.exit_code is ExitCode.OK
+    assert clock.monotonic() - started >= 0.5  # backed off through the clock
+    row = next(ledger.rows("refund-agent"))
+    assert row.attempts == 2 and row.status is LedgerStatus.COMPLETED
+
+    with Stubber(client) as stub:
+        for _ in range(3):
+            stub.add_client_error(
+                "send_message_batch",
+                "AccessDenied",
+                "not authorized to perform: sqs:SendMessage",
+                http_status_code=403,
+            )
+        denied = _executor(ledger, aws, spec, clock, workers=1).run(
+            plan_compensations(spec, [refund(2)])
+        )
+    assert denied.exit_code is ExitCode.ERROR
+    assert "rejected (403) AccessDenied" in denied.failed[0].detail
+    assert ledger.get(denied.failed[0].key).status is LedgerStatus.FAILED  # type: ignore[union-attr]

@@ -9,8 +9,10 @@ import pytest
 
 from agentctl.aws import Aws
 from agentctl.clock import FakeClock
+from agentctl.compensate.rollback import RollbackOptions
 from agentctl.engine.runner import make_step
-from agentctl.errors import BadInputError
+from agentctl.errors import BadInputError, ExitCode
+from agentctl.incidents.sqlite import SqliteStore
 from agentctl.ops import Agentctl
 from agentctl.releases.model import Mark, is_floating, release_id
 from agentctl.spec.models import StepSpec
@@ -166,7 +168,9 @@ def test_ssm_pointer_undo_never_deletes(agentctl: Agentctl) -> None:
 def test_lambda_alias_pointer_round_trip(agentctl: Agentctl, seeded: Aws, runbooks: Path) -> None:
     lam = seeded.client("lambda")
     v1 = lam.publish_version(FunctionName="refund-agent-worker")["Version"]
-    v2 = lam.publish_version(FunctionName="refund-agent-worker", Description="v2")["Version"]
+    lam.update_function_configuration(FunctionName="refund-agent-worker", Timeout=30)
+    v2 = lam.publish_version(FunctionName="refund-agent-worker")["Version"]
+    assert v1 != v2
     lam.create_alias(FunctionName="refund-agent-worker", Name="live", FunctionVersion=v2)
     step = _step(
         agentctl,
@@ -181,3 +185,44 @@ def test_lambda_alias_pointer_round_trip(agentctl: Agentctl, seeded: Aws, runboo
     assert lam.get_alias(FunctionName="refund-agent-worker", Name="live")["FunctionVersion"] == v1
     step.undo(before)
     assert step.is_restored(step.snapshot(), before)
+
+
+def test_lambda_alias_pointer_needs_a_function_version_and_rolls_back(
+    seeded: Aws, runbooks: Path, store: SqliteStore, clock: FakeClock, files: tuple[Path, Path]
+) -> None:
+    spec_file = runbooks / "refund-agent.yaml"
+    text = spec_file.read_text().replace(
+        "release:                             # the agent reads its pinned release here at start\n"
+        "  parameter: /agents/refund-agent/release\n",
+        "release:\n  function: refund-agent-worker\n  alias: live\n",
+    )
+    assert "alias: live" in text
+    spec_file.write_text(text)
+    lam = seeded.client("lambda")
+    v1 = lam.publish_version(FunctionName="refund-agent-worker")["Version"]
+    lam.update_function_configuration(FunctionName="refund-agent-worker", Timeout=30)
+    v2 = lam.publish_version(FunctionName="refund-agent-worker")["Version"]
+    assert v1 != v2
+    lam.create_alias(FunctionName="refund-agent-worker", Name="live", FunctionVersion=v2)
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=store, clock=clock, user="oncall")
+    ac.engine.verify_interval = 0.01
+    prompt, tools = files
+    with pytest.raises(BadInputError, match="--function-version"):
+        ac.releases().record("refund-agent", model=PINNED[0], prompt=prompt, tools=tools)
+    good = (
+        ac.releases()
+        .record("refund-agent", model=PINNED[0], prompt=prompt, tools=tools, function_version=v1)
+        .release
+    )
+    bad = (
+        ac.releases()
+        .record("refund-agent", model=PINNED[1], prompt=prompt, tools=tools, function_version=v2)
+        .release
+    )
+    ac.releases().mark("refund-agent", good.id, good=True)
+    assert ac.releases().list("refund-agent").active == bad.id
+    plan = ac.plan_rollback("refund-agent", RollbackOptions(compensate=False))
+    result = ac.execute_rollback(plan)
+    assert result.exit_code is ExitCode.OK
+    assert lam.get_alias(FunctionName="refund-agent-worker", Name="live")["FunctionVersion"] == v1
+    assert ac.releases().list("refund-agent").active == good.id
