@@ -6,13 +6,21 @@ importing it does not pull in the CLI's dependencies.
 from agentctl.sdk.agent import Agent, SdkError, ToolCall, ToolRevoked, UsageError, make_effect
 from agentctl.sdk.keys import canonical_json, idempotency_key
 from agentctl.sdk.killswitch import KillSwitch, SwitchState
-from agentctl.sdk.sinks import FanOutSink, LocalJsonlSink, OtlpJsonSink, S3Sink, Writer
+from agentctl.sdk.sinks import (
+    FanOutSink,
+    LocalJsonlSink,
+    OtlpHttpSink,
+    OtlpJsonSink,
+    S3Sink,
+    Writer,
+)
 
 __all__ = [
     "Agent",
     "FanOutSink",
     "KillSwitch",
     "LocalJsonlSink",
+    "OtlpHttpSink",
     "OtlpJsonSink",
     "S3Sink",
     "SdkError",

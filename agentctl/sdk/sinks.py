@@ -165,6 +165,41 @@ class OtlpJsonSink:
             tmp.replace(path)
 
 
+class OtlpHttpSink:
+    """Sends GenAI spans to an OpenTelemetry collector over OTLP/HTTP with JSON encoding
+    (``POST <endpoint>`` with ``Content-Type: application/json``; the collector's default is
+    ``http://localhost:4318/v1/traces``). A non-2xx answer or a network error raises, so the
+    writer keeps the batch and retries it with backoff."""
+
+    def __init__(
+        self,
+        endpoint: str = "http://localhost:4318/v1/traces",
+        *,
+        service_name: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.service_name = service_name
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.timeout = timeout
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        import urllib.request
+
+        from agentctl.sdk.otlp import records_to_otlp
+
+        body = json.dumps(
+            records_to_otlp(records, service_name=self.service_name), default=str
+        ).encode("utf-8")
+        request = urllib.request.Request(
+            self.endpoint, data=body, headers=self.headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            if not 200 <= response.status < 300:
+                raise OSError(f"OTLP endpoint answered {response.status}")
+
+
 class FanOutSink:
     """Writes every batch to several sinks; fails if any fails (the batch is retried on all,
     so a sink that succeeded may receive it twice: readers dedupe on ``span_id``)."""

@@ -118,3 +118,49 @@ def test_sdk_imports_without_the_cli_or_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_otlp_http_sink_posts_genai_spans_and_a_collector_error_is_retried(
+    clock: FakeClock,
+) -> None:
+    # A collector stand-in: the stdlib HTTP server records each POST; no AWS is involved.
+    import http.server
+    import threading
+
+    from agentctl.sdk import OtlpHttpSink
+
+    received: list[dict[str, Any]] = []
+    answers = [503, 200]
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = answers.pop(0)
+            if status == 200:
+                received.append(json.loads(body))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1/traces"
+        writer = Writer(OtlpHttpSink(url), background=False)
+        agent, ran = make_agent(writer, clock)
+        with agent.unit_of_work("T-1"):
+            agent.lookup_order("o-1")  # type: ignore[attr-defined]
+        assert agent.flush() is False and writer.stats.sink_errors == 1  # 503: kept
+        assert agent.flush() is True and ran == ["o-1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    [doc] = received
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert [s["name"] for s in spans] == ["invoke_agent refund-agent", "execute_tool lookup_order"]
+    attrs = {a["key"]: a["value"] for a in spans[1]["attributes"]}
+    assert attrs["gen_ai.tool.name"] == {"stringValue": "lookup_order"}
+    assert attrs["gen_ai.operation.name"] == {"stringValue": "execute_tool"}
