@@ -104,7 +104,7 @@ def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
         f.write(json.dumps(action(2).model_dump(mode="json")) + "\n")
     got = [r.action_id for r in iter_actions(src, "refund-agent", *window)]
     assert got == ["act-000001", "act-000002"]
-    cached = list((tmp_path / "trace-cache").rglob("records.parquet"))
+    cached = [p for p in (tmp_path / "trace-cache").rglob("records") if p.is_dir()]
     assert len(cached) == (1 if trace_cache == "cache" else 0)
 
 
@@ -130,3 +130,16 @@ def test_an_unusable_cache_directory_falls_back_to_reading_jsonl(
     )
     assert [r.action_id for r in got] == ["act-000001", "act-000002"]
     assert dict(stats.bad) == {"not_json": 1} and stats.lines == 3
+
+
+def test_a_partition_with_only_blank_lines_is_cached_as_empty(tmp_path: Path) -> None:
+    write(tmp_path, [action(60 * 24)])  # one action on the 25th
+    (tmp_path / "dt=2026-11-24").mkdir()
+    (tmp_path / "dt=2026-11-24" / "actions-w-000001.jsonl").write_text("\n\n")
+    for _ in range(2):
+        stats = ScanStats()
+        got = list(
+            iter_actions(str(tmp_path), "refund-agent", T0, T0 + timedelta(days=2), stats=stats)
+        )
+        assert [r.action_id for r in got] == ["act-001440"]
+        assert stats.bad_total == 0 and stats.files == 2
