@@ -78,8 +78,7 @@ class ReleaseCatalog(ABC):
         raise BadInputError(
             f"{agent} has no release marked good"
             + (f" other than the active {excluding}" if excluding else ""),
-            hint="mark one with `agentctl releases mark ID --good`, pass --to ID, or "
-            "--no-release to only compensate",
+            hint=f"mark one with `agentctl releases mark {agent} ID --good`, or pass --to ID",
         )
 
 
