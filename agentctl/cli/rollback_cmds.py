@@ -155,11 +155,7 @@ def rollback(
 
 
 def _has_work(plan: RollbackPlan) -> bool:
-    return (
-        bool(plan.pointer_change)
-        or plan.to_send > 0
-        or bool(plan.compensation and plan.compensation.mitigations)
-    )
+    return bool(plan.pointer_change) or plan.to_send > 0 or plan.new_mitigations > 0
 
 
 class _Progress:

@@ -63,6 +63,7 @@ class RollbackPlan:
     compensation: CompensationPlan | None = None
     window_note: str = ""
     already_done: int = 0
+    new_mitigations: int = 0  # mitigation items not yet in the ledger
     bad_lines: int = 0
 
     @property
@@ -189,6 +190,10 @@ class Rollback:
             plan.bad_lines = int(getattr(stats, "bad_total", 0))
             keys = [r.key for r in plan.compensation.compensations]
             plan.already_done = sum(1 for r in self.ledger().get_many(keys) if r.status in FINAL)
+            mitigation_keys = [r.key for r in plan.compensation.mitigations]
+            plan.new_mitigations = len(mitigation_keys) - len(
+                self.ledger().get_many(mitigation_keys)
+            )
         return plan
 
     def _incident(self, agent: str, incident_id: str | None) -> Incident | None:

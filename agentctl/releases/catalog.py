@@ -78,7 +78,8 @@ class ReleaseCatalog(ABC):
         raise BadInputError(
             f"{agent} has no release marked good"
             + (f" other than the active {excluding}" if excluding else ""),
-            hint=f"mark one with `agentctl releases mark {agent} ID --good`, or pass --to ID",
+            hint="mark one with `agentctl releases mark ID --good`, pass --to ID, or "
+            "--no-release to only compensate",
         )
 
 

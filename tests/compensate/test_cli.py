@@ -120,6 +120,8 @@ def test_rollback_end_to_end(cli: Run, sandbox_aws: Aws, story: dict[str, str], 
     assert again.returncode == 0, again.stderr
     assert "0 applied, 10 already done" in again.stdout
     assert count(sandbox_aws, story["url"]) == 10
+    nothing = cli("rollback", "refund-agent", *window)  # nothing left: no question, no --yes
+    assert nothing.returncode == 0, nothing.stderr
 
     listing = as_json(cli("releases", "list", "refund-agent", "-o", "json"))
     assert listing["active"] == story["good"]
