@@ -28,7 +28,7 @@ from typing import Any
 from agentctl.trace.scan import BadLine, ScanStats
 from agentctl.trace.source import RecordFile
 
-CACHE_VERSION = 2
+CACHE_VERSION = 1
 ENV = "AGENTCTL_TRACE_CACHE"
 
 
@@ -45,12 +45,8 @@ def default_root() -> Path | None:
 
 @dataclass(frozen=True)
 class Entry:
-    parquet: Path  # a directory of Parquet files (one per writer thread)
+    parquet: Path
     manifest: Path
-
-    @property
-    def glob(self) -> str:
-        return str(self.parquet / "*.parquet")
 
 
 def signature(files: list[RecordFile]) -> list[list[Any]]:
@@ -66,7 +62,7 @@ class PartitionCache:
     def entry(self, location: str, partition: str, kinds: str) -> Entry:
         digest = hashlib.sha256(f"{location}\0{kinds}".encode()).hexdigest()[:20]
         base = self.root / digest / partition
-        return Entry(base / "records", base / "manifest.json")
+        return Entry(base / "records.parquet", base / "manifest.json")
 
     def lookup(self, entry: Entry, files: list[RecordFile]) -> ScanStats | None:
         """The partition's stats if the cache is current for exactly these files, else None."""
@@ -77,7 +73,7 @@ class PartitionCache:
         if (
             manifest.get("version") != CACHE_VERSION
             or manifest.get("files") != signature(files)
-            or not entry.parquet.is_dir()
+            or not entry.parquet.exists()
         ):
             return None
         return stats_from(manifest["stats"])

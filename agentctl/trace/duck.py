@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -434,93 +433,47 @@ class _Scan:
         by_part: dict[str, list[RecordFile]] = {}
         for f in self.files:
             by_part.setdefault(f.partition, []).append(f)
-        globs = []
-        found: dict[str, ScanStats] = {}
-        stale: dict[str, tuple[Entry, list[RecordFile]]] = {}
+        parquets = []
+        total = ScanStats()  # merged only when every partition is available
         for part, files in sorted(by_part.items()):
             entry = cache.entry(self.location.url, part, self.kinds)
-            globs.append(entry.glob)
             part_stats = cache.lookup(entry, files)
             if part_stats is None:
-                stale[part] = (entry, files)
-            else:
-                found[part] = part_stats
-        if stale:
-            found.update(self._build(cache, stale))
-        total = ScanStats()  # merged only when every partition is available
-        for part in sorted(found):
-            total.merge(found[part])
+                part_stats = self._build(cache, entry, files)
+            total.merge(part_stats)
+            parquets.append(str(entry.parquet))
         self.stats.merge(total)
-        return "WITH c AS (SELECT * FROM read_parquet($files))", {"files": globs}, CachedShape()
+        return "WITH c AS (SELECT * FROM read_parquet($files))", {"files": parquets}, CachedShape()
 
-    def _build(
-        self, cache: PartitionCache, stale: dict[str, tuple[Entry, list[RecordFile]]]
-    ) -> dict[str, ScanStats]:
-        """Parse the stale partitions' files in ONE pass (every core busy) into one Parquet
-        directory per partition; return each partition's statistics."""
-        con = self.con
-        files = [f for _, fs in stale.values() for f in fs]
-        # hive directory values: the day only (a "=" in a value would be escaped)
-        part_of = {f.name: part.removeprefix("dt=") for part, (_, fs) in stale.items() for f in fs}
+    def _build(self, cache: PartitionCache, entry: Entry, files: list[RecordFile]) -> ScanStats:
+        stats = ScanStats()
+        entry.parquet.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.parquet.with_name(f".{entry.parquet.name}.{os.getpid()}.tmp")
         extra = [f"$.{c}" for c in JSON_COLUMNS]
         strings = ", ".join(f"json_extract_string({v(c)}, '$') AS {c}" for c in STRING_COLUMNS)
         jsons = ", ".join(
             f"v[{len(FIELDS) + i + 1}]::VARCHAR AS {c}" for i, c in enumerate(JSON_COLUMNS)
         )
-        first_entry = next(iter(stale.values()))[0]
-        build_dir = first_entry.parquet.parent.parent / f".build-{os.getpid()}"
-        shutil.rmtree(build_dir, ignore_errors=True)
-        build_dir.parent.mkdir(parents=True, exist_ok=True)
-        result: dict[str, ScanStats] = {part: ScanStats() for part in stale}
-        try:
-            with ExitStack() as stack:
-                paths: list[str] = []
-                part_paths: dict[str, list[str]] = {}
-                for part, (_, part_files) in stale.items():
-                    # OTLP problems found while normalising count for their own partition
-                    opened = stack.enter_context(_Files(self.location, part_files, result[part]))
-                    part_paths[part] = opened
-                    paths += opened
-                names = [f.name for f in files]
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE names (path VARCHAR, name VARCHAR, part VARCHAR)"
-                )
-                con.executemany(
-                    "INSERT INTO names VALUES (?, ?, ?)",
-                    [(p, n, part_of[n]) for p, n in zip(paths, names, strict=True)],
-                )
-                con.execute(
-                    f"COPY ({_classified(extra)} SELECT n.name AS file, n.part AS part, line, ts, "
-                    f"bad, {strings}, {jsons} FROM c JOIN names n ON c.file = n.path) "
-                    f"TO '{_sql_path(build_dir)}' (FORMAT parquet, COMPRESSION zstd, "
-                    "PARTITION_BY (part))",
-                    {"files": paths},
-                )
-                local = dict(zip(names, paths, strict=True))
-                for part, (entry, part_files) in stale.items():
-                    stats = result[part]
-                    stats.files += len(part_files)
-                    src = build_dir / f"part={part.removeprefix('dt=')}"
-                    if src.is_dir():
-                        relation = "WITH c AS (SELECT * FROM read_parquet($files))"
-                        files_glob = {"files": str(src / "*.parquet")}
-                        _classify_stats(con, relation, files_glob, {}, stats, local)
-                    else:  # no non-empty line in the partition's files: an empty table
-                        src.mkdir(parents=True)
-                        con.execute(
-                            f"COPY (SELECT * FROM ({_classified(extra)} SELECT n.name AS file, "
-                            f"line, ts, bad, {strings}, {jsons} FROM c JOIN names n "
-                            "ON c.file = n.path) LIMIT 0) "
-                            f"TO '{_sql_path(src / 'empty.parquet')}' (FORMAT parquet)",
-                            {"files": part_paths[part]},
-                        )
-                    shutil.rmtree(entry.parquet, ignore_errors=True)
-                    entry.parquet.parent.mkdir(parents=True, exist_ok=True)
-                    src.replace(entry.parquet)
-                    cache.store(entry, part_files, stats)
-        finally:
-            shutil.rmtree(build_dir, ignore_errors=True)
-        return result
+        with _Files(self.location, files, stats) as paths:
+            stats.files += len(paths)
+            names = [f.name for f in files]
+            self.con.execute("CREATE OR REPLACE TEMP TABLE names (path VARCHAR, name VARCHAR)")
+            self.con.executemany(
+                "INSERT INTO names VALUES (?, ?)", list(zip(paths, names, strict=True))
+            )
+            self.con.execute(
+                f"COPY ({_classified(extra)} SELECT n.name AS file, line, ts, bad, {strings}, "
+                f"{jsons} FROM c JOIN names n ON c.file = n.path ORDER BY bad NULLS FIRST, ts) "
+                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+                {"files": paths},
+            )
+            relation = "WITH c AS (SELECT * FROM read_parquet($files))"
+            # line numbers of bad lines are looked up in the local copies
+            local = dict(zip(names, paths, strict=True))
+            _classify_stats(self.con, relation, {"files": [str(tmp)]}, {}, stats, local)
+        tmp.replace(entry.parquet)
+        cache.store(entry, files, stats)
+        return stats
 
 
 def _sql_path(path: Path) -> str:

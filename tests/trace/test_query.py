@@ -104,7 +104,7 @@ def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
         f.write(json.dumps(action(2).model_dump(mode="json")) + "\n")
     got = [r.action_id for r in iter_actions(src, "refund-agent", *window)]
     assert got == ["act-000001", "act-000002"]
-    cached = [p for p in (tmp_path / "trace-cache").rglob("records") if p.is_dir()]
+    cached = list((tmp_path / "trace-cache").rglob("records.parquet"))
     assert len(cached) == (1 if trace_cache == "cache" else 0)
 
 
