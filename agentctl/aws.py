@@ -19,13 +19,23 @@ if TYPE_CHECKING:
     import botocore.session
 
 ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
+# The credentials themselves are bad or expired: no permission would help.
+CREDENTIAL_CODES = frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
         "UnrecognizedClientException",
-        "AuthorizationError",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "RequestExpired",
     }
+)
+CREDENTIALS_HINT = (
+    "refresh your credentials (`aws sso login`, a new session) or pass --profile; "
+    "for a local sandbox run `agentctl sandbox up`"
 )
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -78,12 +88,14 @@ class Aws:
     def region(self) -> str:
         import os
 
-        # botocore reads AWS_DEFAULT_REGION; the other SDKs and the docs also use AWS_REGION.
-        try:
-            configured = self.session.get_config_variable("region")
-        except Exception as exc:  # ProfileNotFound and friends
-            raise translate_error(exc, "configuration") from exc
-        region = self.settings.region or configured or os.environ.get("AWS_REGION")
+        # --region, then AWS_REGION (the other SDKs' variable), then what botocore finds
+        # (AWS_DEFAULT_REGION, then the profile).
+        region = self.settings.region or os.environ.get("AWS_REGION")
+        if not region:
+            try:
+                region = self.session.get_config_variable("region")
+            except Exception as exc:  # ProfileNotFound and friends
+                raise translate_error(exc, "configuration") from exc
         if not region:
             raise AwsUnavailableError(
                 "no AWS region configured",
@@ -148,12 +160,15 @@ def translate_error(exc: BaseException, action: str) -> AgentctlError:
     from botocore.exceptions import (
         ClientError,
         ConnectTimeoutError,
+        CredentialRetrievalError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
         ProfileNotFound,
         ReadTimeoutError,
+        SSOError,
+        TokenRetrievalError,
     )
 
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -162,6 +177,8 @@ def translate_error(exc: BaseException, action: str) -> AgentctlError:
             hint="set AWS_PROFILE or pass --profile (or run `aws sso login`); "
             "for a local sandbox run `agentctl sandbox up`",
         )
+    if isinstance(exc, CredentialRetrievalError | SSOError | TokenRetrievalError):
+        return AwsUnavailableError(f"cannot get AWS credentials: {exc}", hint=CREDENTIALS_HINT)
     if isinstance(exc, ProfileNotFound):
         return AwsUnavailableError(str(exc), hint="check --profile / AWS_PROFILE")
     if isinstance(exc, NoRegionError):
@@ -183,6 +200,10 @@ def translate_error(exc: BaseException, action: str) -> AgentctlError:
         code = str(err.get("Code", "Unknown"))
         message = str(err.get("Message", "")).strip()
         request_id = exc.response.get("ResponseMetadata", {}).get("RequestId")
+        if code in CREDENTIAL_CODES:
+            return AwsUnavailableError(
+                f"AWS rejected the credentials ({code}): {message}", hint=CREDENTIALS_HINT
+            )
         if code in ACCESS_DENIED_CODES:
             found = _NOT_AUTHORIZED.search(message)
             needed = found.group(1) if found else action

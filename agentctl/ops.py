@@ -309,6 +309,22 @@ class Agentctl:
     ) -> list[Incident]:
         return self.store.list_incidents(agent=agent, status=status, limit=limit)
 
+    def close_incident(self, incident_id: str, *, by: str, force: bool = False) -> Incident:
+        """Close an incident. Refused while it still has changed targets (``resume`` first):
+        once closed, nothing would remember their before-states."""
+        from agentctl.engine.runner import pending_undos
+
+        incident = self.store.get(incident_id)
+        pending = pending_undos(self.store.journal(incident_id))
+        if pending and not force and incident.status is IncidentStatus.OPEN:
+            targets = ", ".join(entries[0].target for entries in pending)
+            raise BadInputError(
+                f"{incident_id} still has {len(pending)} changed target(s): {targets}",
+                hint=f"run `agentctl resume {incident.agent}` first, or pass --force to close "
+                "it anyway (the targets stay as they are)",
+            )
+        return self.store.close(incident_id, at=self.engine.clock.now(), by=by)
+
 
 def _target(planned: Any) -> str:
     try:

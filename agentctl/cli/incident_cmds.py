@@ -75,16 +75,19 @@ def show(
 def close(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Close even though targets are still changed.")
+    ] = False,
 ) -> None:
-    """Close an incident. The next `contain` of that agent opens a new one."""
+    """Close an incident (refused while it still has changed targets: resume first).
+    The next `contain` of that agent opens a new one."""
     import getpass
 
     from agentctl.cli import render
 
     g = globals_of(ctx)
-    ac = g.agentctl()
-    incident = ac.store.close(incident_id, at=ac.engine.clock.now(), by=getpass.getuser())
+    incident = g.agentctl().close_incident(incident_id, by=getpass.getuser(), force=force)
     if g.json:
         render.print_json(incident.to_dict())
     else:
-        render.console().print(f"{incident.id} closed")
+        render.console().print(render.plain(f"{incident.id} closed"))

@@ -33,6 +33,11 @@ EXIT_MEANING = {
 }
 
 
+def plain(value: object) -> Text:
+    """Data as a table cell: never parsed as rich markup (a reason like "[/x]" is just text)."""
+    return Text("" if value is None else str(value))
+
+
 def console(stderr: bool = False) -> Console:
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else None
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False)
@@ -64,7 +69,7 @@ def plan_table(plan: Plan) -> Table:
             change = Text("no change (already in place)", style="dim")
         else:
             change = Text(planned.change)
-        table.add_row(planned.name, target, now, change)
+        table.add_row(plain(planned.name), plain(target), plain(now), change)
     return table
 
 
@@ -73,10 +78,12 @@ def show_plan(plan: Plan) -> None:
     out.print(plan_table(plan))
     changes = len(plan.changes)
     out.print(
-        f"{changes} change{'s' if changes != 1 else ''} to make, "
-        f"{len(plan.steps) - changes - len(plan.errors)} already in place"
-        + (f", {len(plan.errors)} unreadable" if plan.errors else "")
-        + f"  (read in {plan.read_ms:.0f} ms as {plan.operator.arn})"
+        plain(
+            f"{changes} change{'s' if changes != 1 else ''} to make, "
+            f"{len(plan.steps) - changes - len(plan.errors)} already in place"
+            + (f", {len(plan.errors)} unreadable" if plan.errors else "")
+            + f"  (read in {plan.read_ms:.0f} ms as {plan.operator.arn})"
+        )
     )
 
 
@@ -100,8 +107,8 @@ def show_result(result: RunResult) -> None:
         else:
             detail = Text(r.change or "")
         table.add_row(
-            r.name,
-            r.target,
+            plain(r.name),
+            plain(r.target),
             Text(r.outcome.value, style=OUTCOME_STYLE.get(r.outcome.value, "")),
             f"{r.duration_ms:.0f} ms",
             detail,
@@ -122,14 +129,14 @@ def show_result(result: RunResult) -> None:
         summary += f" · {len(result.changed)} changed"
     if result.failed:
         summary += f" · {len(result.failed)} not done"
-    out.print(summary)
+    out.print(plain(summary))
     if code and not result.dry_run:
         out.print(Text(f"exit {code}: {EXIT_MEANING.get(code, '')}", style="bold red"))
 
 
 def show_status(report: StatusReport) -> None:
     out = console()
-    table = Table(title=f"status {report.agent}: {report.overall}", title_justify="left")
+    table = Table(title=plain(f"status {report.agent}: {report.overall}"), title_justify="left")
     table.add_column("lever")
     table.add_column("target", overflow="fold")
     table.add_column("state")
@@ -137,15 +144,15 @@ def show_status(report: StatusReport) -> None:
     styles = {"live": "green", "contained": "bold red", "shadow": "yellow", "unknown": "red"}
     for lever in report.levers:
         table.add_row(
-            lever.lever,
-            lever.target,
+            plain(lever.lever),
+            plain(lever.target),
             Text(lever.state.value, style=styles.get(lever.state.value, "")),
-            lever.error or lever.detail,
+            plain(lever.error or lever.detail),
         )
     out.print(table)
     if report.incident:
         since = f"{report.incident.opened_at:%Y-%m-%d %H:%M:%S}Z"
-        out.print(f"open incident {report.incident.id} since {since}")
+        out.print(plain(f"open incident {report.incident.id} since {since}"))
     else:
         out.print("no open incident")
 
@@ -160,12 +167,17 @@ def show_incidents(incidents: list[Incident]) -> None:
         table.add_column(column, overflow="fold")
     for incident in incidents:
         table.add_row(
-            incident.id,
-            incident.agent,
-            incident.status.value,
-            f"{incident.opened_at:%Y-%m-%d %H:%M:%S}Z",
-            incident.opened_by,
-            incident.reason,
+            *map(
+                plain,
+                (
+                    incident.id,
+                    incident.agent,
+                    incident.status.value,
+                    f"{incident.opened_at:%Y-%m-%d %H:%M:%S}Z",
+                    incident.opened_by,
+                    incident.reason,
+                ),
+            )
         )
     out.print(table)
 
@@ -173,9 +185,12 @@ def show_incidents(incidents: list[Incident]) -> None:
 def show_timeline(incident: Incident, entries: list[JournalEntry]) -> None:
     out = console()
     out.print(
-        f"[bold]{incident.id}[/bold] {incident.agent} · {incident.status.value} · opened "
-        f"{incident.opened_at:%Y-%m-%d %H:%M:%S}Z by {incident.opened_by}"
-        + (f" · reason: {incident.reason}" if incident.reason else "")
+        Text.assemble(
+            (incident.id, "bold"),
+            f" {incident.agent} · {incident.status.value} · opened "
+            f"{incident.opened_at:%Y-%m-%d %H:%M:%S}Z by {incident.opened_by}"
+            + (f" · reason: {incident.reason}" if incident.reason else ""),
+        )
     )
     table = Table(title="timeline", title_justify="left")
     for column in ("#", "time", "phase", "event", "step", "target", "detail", "request ids"):
@@ -183,13 +198,13 @@ def show_timeline(incident: Incident, entries: list[JournalEntry]) -> None:
     for e in entries:
         detail = e.error or e.message
         table.add_row(
-            str(e.seq),
-            f"{e.at:%H:%M:%S.%f}"[:-3],
-            e.phase,
+            plain(e.seq),
+            plain(f"{e.at:%H:%M:%S.%f}"[:-3]),
+            plain(e.phase),
             Text(e.event.value, style="red" if "fail" in e.event.value else ""),
-            e.step,
-            e.target,
-            detail,
-            ", ".join(e.request_ids),
+            plain(e.step),
+            plain(e.target),
+            plain(detail),
+            plain(", ".join(e.request_ids)),
         )
     out.print(table)

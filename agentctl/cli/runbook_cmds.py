@@ -62,9 +62,11 @@ def validate(
         render.print_json({"schema": "agentctl.validate/v1", "files": report})
     else:
         out = render.console()
+        from rich.text import Text
+
         for r in report:
-            mark = "[green]ok[/green]  " if r["ok"] else "[red]bad[/red] "
-            out.print(f"{mark} {r['file']}")
+            mark = ("ok  ", "green") if r["ok"] else ("bad ", "red")
+            out.print(Text.assemble(mark, f" {r['file']}"))
         out.print(f"{len(report) - len(bad)} valid, {len(bad)} invalid")
     if bad:
         raise typer.Exit(int(ExitCode.BAD_INPUT))

@@ -59,6 +59,7 @@ class Plan:
     steps: list[PlannedStep]
     incident: Incident | None = None  # the open incident, if any (for undo plans: required)
     read_ms: float = 0.0
+    read_at: float = 0.0  # the engine clock's monotonic time of the read
 
     @property
     def changes(self) -> list[PlannedStep]:
@@ -111,6 +112,7 @@ class StepResult:
     hint: str | None = None
     error_code: str | None = None
     gate_failure: bool = False
+    outcome_unknown: bool = False  # timed out: the change may have happened
     request_ids: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
 
@@ -127,6 +129,7 @@ class StepResult:
             "error": self.error,
             "hint": self.hint,
             "error_code": self.error_code,
+            "outcome_unknown": self.outcome_unknown,
             "request_ids": self.request_ids,
             "duration_ms": round(self.duration_ms, 1),
         }
@@ -160,6 +163,7 @@ class RunResult:
             r
             for r in self.results
             if r.outcome in (Outcome.APPLIED, Outcome.PROPAGATING, Outcome.PLANNED)
+            or r.outcome_unknown
         ]
         noop = [r for r in self.results if r.outcome is Outcome.NOOP]
         return ExitCode.PARTIAL if (done or noop) else ExitCode.ERROR

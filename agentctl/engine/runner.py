@@ -53,6 +53,7 @@ class Engine:
         max_workers: int = 16,
         verify_timeout: float = 10.0,
         verify_interval: float = 0.5,
+        refresh_after: float = 2.0,
     ) -> None:
         self.aws = aws
         self.clock = clock or SystemClock()
@@ -60,6 +61,7 @@ class Engine:
         self.max_workers = max_workers
         self.verify_timeout = verify_timeout
         self.verify_interval = verify_interval
+        self.refresh_after = refresh_after
 
     # -- building ----------------------------------------------------------------------------
     def context(self, spec: AgentSpec, started_at: datetime | None = None) -> StepContext:
@@ -108,21 +110,32 @@ class Engine:
         to the before-state journaled by its first change."""
         ctx = self.context(spec)
         steps: list[PlannedStep] = []
+        names: set[str] = set()
         for entries in pending_undos(store.journal(incident.id), kinds):
             first = entries[0]
             if registry.get(first.kind) is None:
                 continue
-            step_spec = StepSpec(name=first.step, action=first.kind, inputs=_merged_inputs(entries))
+            name = first.step
+            if name in names:  # the same step name reached two targets (e.g. the spec changed)
+                name = next(
+                    f"{first.step}-{n}"
+                    for n in range(2, 10_000)
+                    if f"{first.step}-{n}" not in names
+                )
+            names.add(name)
+            step_spec = StepSpec(name=name, action=first.kind, inputs=_merged_inputs(entries))
             step = make_step(ctx, step_spec)
             if not step.reversible:
                 continue
             befores = [step.state_from_json(e.before or {}) for e in entries]
+            restore_to = step.merge_before(befores)
+            step.scope_to(restore_to)
             steps.append(
                 PlannedStep(
                     spec=step_spec,
                     step=step,
                     mode=Mode.UNDO,
-                    restore_to=step.merge_before(befores),
+                    restore_to=restore_to,
                 )
             )
         return self._read(spec.name, phase, ctx, steps, incident)
@@ -136,7 +149,7 @@ class Engine:
         incident: Incident | None,
     ) -> Plan:
         started = time.perf_counter()
-        pool = ThreadPoolExecutor(max_workers=self.max_workers)
+        pool = ThreadPoolExecutor(max_workers=self._workers(steps) + 1)
         try:
             who: Future[str] = pool.submit(self.aws.caller_arn)
             futures = [pool.submit(_read_one, p) for p in steps]
@@ -164,7 +177,20 @@ class Engine:
             steps=steps,
             incident=incident,
             read_ms=(time.perf_counter() - started) * 1000,
+            read_at=self.clock.monotonic(),
         )
+
+    def _refresh(self, plan: Plan) -> None:
+        """Read every before-state again (concurrently); keeps the plan's steps and order."""
+        for planned in plan.steps:
+            planned.error, planned.change = None, None
+        with ThreadPoolExecutor(max_workers=self._workers(plan.steps)) as pool:
+            list(pool.map(_read_one, plan.steps))
+        plan.read_at = self.clock.monotonic()
+
+    def _workers(self, steps: list[PlannedStep]) -> int:
+        # one thread per step: a queued step must not time out before it starts
+        return max(1, min(max(self.max_workers, len(steps)), 64))
 
     # -- executing ---------------------------------------------------------------------------
     def execute(
@@ -175,8 +201,14 @@ class Engine:
         reason: str = "",
         on_result: ProgressFn | None = None,
     ) -> RunResult:
-        """Apply (or undo) the plan: independent steps concurrently, each journaled."""
+        """Apply (or undo) the plan: independent steps concurrently, each journaled.
+
+        A plan read more than ``refresh_after`` seconds ago (an operator read it and confirmed)
+        is read again first, so the journaled before-states and merges are current.
+        """
         started = time.perf_counter()
+        if self.clock.monotonic() - plan.read_at > self.refresh_after:
+            self._refresh(plan)
         incident, opened = plan.incident, False
         if incident is None:
             incident, opened = store.open_or_join(
@@ -201,7 +233,7 @@ class Engine:
         results: dict[str, StepResult] = {}
         running: dict[Future[StepResult], tuple[PlannedStep, float]] = {}
         aborted_by: str | None = None
-        pool = ThreadPoolExecutor(max_workers=self.max_workers)
+        pool = ThreadPoolExecutor(max_workers=self._workers(plan.steps))
 
         def finish(result: StepResult) -> None:
             results[result.name] = result
@@ -250,11 +282,13 @@ class Engine:
                     if now >= deadline and not future.done():
                         del running[future]
                         message = (
-                            f"timed out after {_timeout(planned):g}s; the outcome is unknown, "
-                            "re-run to converge"
+                            f"timed out after {_timeout(planned):g}s; the outcome is unknown "
+                            "(the call may still complete), re-run to converge"
                         )
                         journal.write(Event.FAILED, planned, error=message)
-                        finish(_result(planned, Outcome.FAILED, error=message))
+                        result = _result(planned, Outcome.FAILED, error=message)
+                        result.outcome_unknown = True
+                        finish(result)
                         if planned.spec.on_failure is OnFailure.ABORT:
                             aborted_by = aborted_by or planned.name
         finally:
@@ -276,7 +310,16 @@ class Engine:
             return _result(planned, Outcome.FAILED, error=planned.error, ms=elapsed())
         before = planned.before
         if not planned.needs_change:
-            journal.write(Event.NOOP, planned, before=_dump(before), duration_ms=elapsed())
+            # For an undo, "nothing to do" means the read shows the before-state: that is a
+            # verified restore, and it must close the target (a later resume must not act).
+            event = Event.UNDONE if undo else Event.NOOP
+            journal.write(
+                event,
+                planned,
+                before=_dump(planned.restore_to if undo else before),
+                after=_dump(before),
+                duration_ms=elapsed(),
+            )
             return _result(planned, Outcome.NOOP, ms=elapsed(), after=_dump(before))
         if undo:
             journal.write(
@@ -525,7 +568,7 @@ class _Journal:
             step=planned.name,
             kind=planned.step.kind,
             target=target,
-            inputs=planned.step.inputs.model_dump(mode="json"),
+            inputs=_journal_inputs(planned.step),
             message=planned.change or "",
             **fields,
         )
@@ -543,6 +586,13 @@ class _Journal:
                 **fields,
             )
         )
+
+
+def _journal_inputs(step: Step[Any, Any]) -> dict[str, Any]:
+    try:
+        return step.resolved_inputs().model_dump(mode="json")
+    except AgentctlError:  # the step could not resolve its target: journal what it was given
+        return step.inputs.model_dump(mode="json")
 
 
 def _local_user() -> str:

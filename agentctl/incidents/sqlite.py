@@ -84,8 +84,12 @@ class SqliteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction: serialises writers across processes."""
-        with self.lock:
+        """An immediate (write-locked) transaction: serialises writers across processes.
+
+        SQLite failures (locked past the timeout, disk full, a corrupt file) become
+        :class:`StoreError`; constraint violations stay ``sqlite3.IntegrityError``.
+        """
+        with self.lock, _store_errors(self.path):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -125,14 +129,14 @@ class SqliteStore:
             return incident, True
 
     def find_open(self, agent: str) -> Incident | None:
-        with self.lock:
+        with self.lock, _store_errors(self.path):
             row = self.conn.execute(
                 "SELECT * FROM incidents WHERE agent = ? AND status = 'open'", (agent,)
             ).fetchone()
         return _incident(row) if row else None
 
     def get(self, incident_id: str) -> Incident:
-        with self.lock:
+        with self.lock, _store_errors(self.path):
             row = self.conn.execute(
                 "SELECT * FROM incidents WHERE id = ?", (incident_id,)
             ).fetchone()
@@ -156,7 +160,7 @@ class SqliteStore:
             args.append(status.value)
         query += " ORDER BY opened_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        with self.lock:
+        with self.lock, _store_errors(self.path):
             rows = self.conn.execute(query, args).fetchall()
         return [_incident(r) for r in rows]
 
@@ -206,7 +210,7 @@ class SqliteStore:
         return replace(entry, seq=seq)
 
     def journal(self, incident_id: str) -> list[JournalEntry]:
-        with self.lock:
+        with self.lock, _store_errors(self.path):
             rows = self.conn.execute(
                 "SELECT * FROM journal WHERE incident_id = ? ORDER BY seq", (incident_id,)
             ).fetchall()
@@ -215,6 +219,20 @@ class SqliteStore:
     def close_connection(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+@contextmanager
+def _store_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"the incident store {path} failed: {exc}",
+            hint="check disk space and that no other process holds it locked; "
+            "what was journaled before is safe",
+        ) from exc
 
 
 def _json(value: Any) -> str | None:

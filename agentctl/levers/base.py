@@ -102,6 +102,15 @@ class Step(ABC, Generic[I, S]):
         """Does ``state`` equal the captured before-state (for verifying an undo)?"""
         return state == before
 
+    def resolved_inputs(self) -> I:
+        """The inputs with every default that depends on the spec filled in (the role, the
+        parameter, the tool list). The journal stores these, so an undo acts on what was
+        changed even if the spec was edited since."""
+        return self.inputs
+
+    def scope_to(self, before: S) -> None:
+        """Before an undo: narrow the step to what ``before`` covers (default: nothing to do)."""
+
     def merge_before(self, befores: list[S]) -> S:
         """One before-state from the before-states journaled by successive changes of this
         target, oldest first. Default: the oldest wins (it is what was there first)."""

@@ -107,13 +107,19 @@ class AwsCall(Step[CallInputs, ValueState]):
         return self.inputs.check is not None and self.inputs.check.matches(state.value)
 
     def is_restored(self, state: ValueState, before: ValueState) -> bool:
-        return self.inputs.check is None or state == before
+        # Without a check nothing can be read back: the declared undo always runs (it must be
+        # idempotent, like the call itself).
+        return self.inputs.check is not None and state == before
 
     def describe_change(self, before: ValueState) -> str:
         return f"call {self.inputs.service} {self.inputs.operation}"
 
     def describe_state(self, state: ValueState) -> str:
         return "-" if self.inputs.check is None else repr(state.value)
+
+    def describe_undo(self, current: ValueState, before: ValueState) -> str:
+        undo = self.inputs.undo
+        return f"call {self.inputs.service} {undo.operation}" if undo else "no undo declared"
 
     def apply(self, before: ValueState) -> None:
         self.call(self.inputs.service, self.inputs.operation, **self.inputs.parameters)

@@ -7,6 +7,7 @@ default), one statement per denied tool, so ``contain --tools a`` then ``--tools
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -39,7 +40,12 @@ class PolicyState(State):
 
 
 def _sid(tool: str) -> str:
-    return "AgentctlDeny" + "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", tool) if p)
+    """A statement id per tool. Names that differ only in separators (``send-email`` and
+    ``send_email``) would collide once camel-cased, so a name with ``-`` gets a digest."""
+    camel = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", tool) if p)
+    if "-" in tool:
+        camel += "H" + hashlib.sha1(tool.encode()).hexdigest()[:8]
+    return "AgentctlDeny" + camel
 
 
 @register
@@ -65,11 +71,18 @@ class DenyTools(Step[DenyToolsInputs, PolicyState]):
     def target(self) -> str:
         return f"iam:role/{self.role_name}/policy/{self.inputs.policy_name}"
 
-    def _statements(self) -> list[dict[str, Any]]:
+    def resolved_inputs(self) -> DenyToolsInputs:
+        tools = [t.name for t in self._select() if t.iam is not None]
+        return self.inputs.model_copy(update={"role": self.role_name, "tools": tools})
+
+    def _select(self) -> list[Any]:
         try:
-            tools = self.ctx.spec.select_tools(self.inputs.tools)
+            return self.ctx.spec.select_tools(self.inputs.tools)
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
+
+    def _statements(self) -> list[dict[str, Any]]:
+        tools = self._select()
         statements: list[dict[str, Any]] = []
         for tool in tools:
             if tool.iam is None:
@@ -153,7 +166,7 @@ class DenyTools(Step[DenyToolsInputs, PolicyState]):
 
     def describe_change(self, before: PolicyState) -> str:
         denied = [s["Sid"] for s in self._statements()]
-        tools = [t.name for t in self.ctx.spec.select_tools(self.inputs.tools) if t.iam]
+        tools = [t.name for t in self._select() if t.iam]
         verb = "add" if before.policy is None else "update"
         text = f"{verb} inline deny policy {self.inputs.policy_name}: deny {', '.join(tools)}"
         if REVOKE_SID in denied:

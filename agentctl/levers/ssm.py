@@ -36,6 +36,9 @@ class RegistryState(State):
     enabled: dict[str, bool | None] = Field(
         default_factory=dict, description="Selected tools: enabled flag, or null when absent."
     )
+    implicit: list[str] = Field(
+        default_factory=list, description="Entries enabled by default (no `enabled` key)."
+    )
 
 
 class _Parameter:
@@ -98,6 +101,13 @@ class _Parameter:
         )
 
 
+def _as_bool(value: Any) -> bool:
+    """``enabled`` as the agent would read it: JSON booleans, and the usual strings."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
+
+
 def _load_registry(name: str, raw: str | None) -> dict[str, Any]:
     if raw is None:
         return {"tools": {}}
@@ -139,10 +149,20 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
         return f"ssm:{self.parameter}"
 
     def _tools(self) -> list[str]:
+        if getattr(self, "_scoped", False) and self.inputs.tools is not None:
+            return list(self.inputs.tools)  # an undo: exactly the entries that were changed
         try:
             return [t.name for t in self.ctx.spec.select_tools(self.inputs.tools)]
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
+
+    def resolved_inputs(self) -> RegistryInputs:
+        return self.inputs.model_copy(update={"parameter": self.parameter, "tools": self._tools()})
+
+    def scope_to(self, before: RegistryState) -> None:
+        """Undo exactly the entries recorded, even if the spec's tool list changed since."""
+        self.inputs = self.inputs.model_copy(update={"tools": sorted(before.enabled)})
+        self._scoped = True
 
     def snapshot(self) -> RegistryState:
         param = _Parameter(self, self.parameter)
@@ -156,12 +176,16 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
             )
         doc = _load_registry(self.parameter, raw)
         enabled: dict[str, bool | None] = {}
+        implicit: list[str] = []
         for tool in self._tools():
             entry = doc["tools"].get(tool)
-            enabled[tool] = (
-                None if not isinstance(entry, dict) else bool(entry.get("enabled", True))
-            )
-        return RegistryState(exists=True, version=version, enabled=enabled)
+            if not isinstance(entry, dict):
+                enabled[tool] = None
+                continue
+            if "enabled" not in entry:
+                implicit.append(tool)  # enabled by default; undo removes the key again
+            enabled[tool] = _as_bool(entry.get("enabled", True))
+        return RegistryState(exists=True, version=version, enabled=enabled, implicit=implicit)
 
     def is_applied(self, state: RegistryState) -> bool:
         return all(state.enabled.get(t) is False for t in self._tools())
@@ -169,12 +193,14 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
     def merge_before(self, befores: list[RegistryState]) -> RegistryState:
         """Per tool, the oldest recorded value: a later, wider contain saw earlier ones off."""
         enabled: dict[str, bool | None] = {}
+        implicit: set[str] = set()
         for state in reversed(befores):
             enabled.update(state.enabled)
-        return befores[0].model_copy(update={"enabled": enabled})
+            implicit = (implicit - set(state.enabled)) | set(state.implicit)
+        return befores[0].model_copy(update={"enabled": enabled, "implicit": sorted(implicit)})
 
     def is_restored(self, state: RegistryState, before: RegistryState) -> bool:
-        return state.enabled == before.enabled
+        return state.enabled == before.enabled and set(state.implicit) == set(before.implicit)
 
     def describe_change(self, before: RegistryState) -> str:
         to_disable = [t for t in self._tools() if before.enabled.get(t) is not False]
@@ -208,6 +234,8 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
             for tool, was in before.enabled.items():
                 if was is None:
                     doc["tools"].pop(tool, None)
+                elif tool in before.implicit and isinstance(doc["tools"].get(tool), dict):
+                    doc["tools"][tool].pop("enabled", None)
                 else:
                     entry = doc["tools"].get(tool)
                     doc["tools"][tool] = {
@@ -252,6 +280,14 @@ class ShadowMode(Step[ShadowInputs, FlagState]):
     kind = "shadow.flag"
     Inputs = ShadowInputs
     State = FlagState
+
+    @property
+    def reversible(self) -> bool:  # type: ignore[override]
+        """Going back to ``live`` is itself a restore: ``resume`` never undoes it."""
+        return self.inputs.mode == "shadow"
+
+    def resolved_inputs(self) -> ShadowInputs:
+        return self.inputs.model_copy(update={"parameter": self.parameter})
 
     @property
     def parameter(self) -> str:

@@ -88,4 +88,9 @@ def _build(node: yaml.Node, path: Path_, located: Located) -> Any:
             located.lines[child] = item.start_mark.line + 1
             items.append(_build(item, child, located))
         return items
-    return _scalar(node)  # type: ignore[arg-type]
+    try:
+        return _scalar(node)  # type: ignore[arg-type]
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        # an unknown tag (`!vault x`) or a value its tag cannot hold (`!!int abc`)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(f"invalid YAML: {problem}", node.start_mark.line + 1) from exc

@@ -188,14 +188,21 @@ def test_version_and_module_entry(cli: Run) -> None:
 
 
 def test_incident_markdown_report_and_close(cli: Run, sandbox_aws: Aws) -> None:
-    result = as_json(cli("contain", "refund-agent", "--yes", "-o", "json", "--reason", "a | b"))
+    reason = "a | b [/ticket-123] [see 42]"  # not rich markup: shown as typed
+    result = as_json(cli("contain", "refund-agent", "--yes", "-o", "json", "--reason", reason))
     incident_id = result["incident"]
     report = cli("incidents", "show", incident_id, "--markdown")
     assert report.returncode == 0
     assert report.stdout.startswith(f"# {incident_id}: refund-agent")
-    assert "**Reason:** a | b" in report.stdout
+    assert f"**Reason:** {reason}" in report.stdout
+    listed = cli("incidents", "list")
+    assert listed.returncode == 0 and "[/ticket-123] [see 42]" in listed.stdout
+    shown = cli("incidents", "show", incident_id)
+    assert shown.returncode == 0 and "[/ticket-123] [see 42]" in shown.stdout
     assert "| `ssm:/agents/refund-agent/tools` | registry.disable_tools |" in report.stdout
-    closed = cli("incidents", "close", incident_id)
+    refused = cli("incidents", "close", incident_id)
+    assert refused.returncode == 2 and "still has 2 changed target(s)" in refused.stderr
+    closed = cli("incidents", "close", incident_id, "--force")
     assert closed.returncode == 0 and f"{incident_id} closed" in closed.stdout
     listed = as_json(cli("incidents", "list", "--open", "-o", "json"))
     assert listed["incidents"] == []

@@ -196,3 +196,9 @@ def test_shipped_schema_file_is_current() -> None:
     assert json.loads(shipped.read_text()) == json_schema(), (
         "run `agentctl runbook schema > agentctl/schema/agent-spec.schema.json`"
     )
+
+
+@pytest.mark.parametrize("value", ["!vault secret", "!!int abc"])
+def test_yaml_tags_are_bad_input_not_a_crash(value: str) -> None:
+    found = problems(GOOD.replace("owner: payments", f"owner: {value}"))
+    assert found[0][0] == 3 and found[0][2].startswith("invalid YAML")

@@ -1,0 +1,193 @@
+"""Regression tests for bugs a review found: each test is one scenario an on-call could hit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.aws import Aws
+from agentctl.clock import FakeClock
+from agentctl.engine.model import Outcome
+from agentctl.engine.phases import ContainOptions
+from agentctl.errors import BadInputError, ExitCode
+from agentctl.incidents.models import Event
+from agentctl.ops import Agentctl
+
+AGENT = "refund-agent"
+REGISTRY = "/agents/refund-agent/tools"
+
+
+def registry(aws: Aws) -> dict[str, Any]:
+    return json.loads(aws.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Value"])
+
+
+def put_registry(aws: Aws, doc: dict[str, Any]) -> None:
+    aws.client("ssm").put_parameter(
+        Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
+    )
+
+
+def reserved(aws: Aws, name: str) -> int | None:
+    return (
+        aws.client("lambda")
+        .get_function_concurrency(FunctionName=name)
+        .get("ReservedConcurrentExecutions")
+    )
+
+
+def edit_spec(runbooks: Path, agent: str, old: str, new: str) -> None:
+    path = runbooks / f"{agent}.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_resume_runs_the_declared_undo_of_a_call_without_check(agentctl, seeded, runbooks):
+    text = (runbooks / "ticket-triager.yaml").read_text()
+    start = text.index("          check:\n")
+    end = text.index("      - name: check-rule-disabled")
+    (runbooks / "ticket-triager.yaml").write_text(text[:start] + text[end:])
+    agentctl.execute(agentctl.plan_contain("ticket-triager"))
+    events = seeded.client("events")
+    assert events.describe_rule(Name="ticket-triager-nightly")["State"] == "DISABLED"
+    plan = agentctl.plan_resume("ticket-triager")
+    call = next(p for p in plan.steps if p.name == "pause-nightly-retriage")
+    assert call.change == "call events EnableRule"
+    result = agentctl.execute(plan)
+    assert result.exit_code is ExitCode.OK
+    assert events.describe_rule(Name="ticket-triager-nightly")["State"] == "ENABLED"
+    assert all(
+        p.name != "pause-nightly-retriage" for p in agentctl.plan_resume("ticket-triager").steps
+    )
+
+
+def test_same_step_name_on_two_targets_restores_both(agentctl, seeded, runbooks) -> None:
+    seeded.client("lambda").put_function_concurrency(
+        FunctionName="refund-agent-worker", ReservedConcurrentExecutions=5
+    )
+    edit_spec(
+        runbooks,
+        AGENT,
+        "  - refund-agent-worker\n  - refund-agent-planner\n",
+        "  - refund-agent-worker\n",
+    )
+    agentctl.execute(agentctl.plan_contain(AGENT, ContainOptions(hard=True)))
+    # someone edits the spec mid-incident: stop-function-1 now names another function
+    edit_spec(
+        runbooks,
+        AGENT,
+        "  - refund-agent-worker\n",
+        "  - refund-agent-planner\n  - refund-agent-worker\n",
+    )
+    agentctl.execute(agentctl.plan_contain(AGENT, ContainOptions(hard=True)))
+    plan = agentctl.plan_resume(AGENT)
+    names = [p.name for p in plan.steps]
+    assert len(names) == len(set(names))
+    result = agentctl.execute(plan)
+    assert result.exit_code is ExitCode.OK
+    assert reserved(seeded, "refund-agent-worker") == 5
+    assert reserved(seeded, "refund-agent-planner") is None
+
+
+def test_a_plan_confirmed_late_is_read_again(agentctl: Agentctl, seeded, clock: FakeClock):
+    """Operator A reads a plan and waits at the prompt; operator B contains another tool;
+    A confirms. B's deny must survive A's write."""
+    plan_a = agentctl.plan_contain(AGENT, ContainOptions(tools=["issue_refund"]))
+    agentctl.execute(agentctl.plan_contain(AGENT, ContainOptions(tools=["send_email"])))
+    clock.advance(30)  # A reads the plan for half a minute
+    agentctl.execute(plan_a)
+    doc = seeded.client("iam").get_role_policy(
+        RoleName="refund-agent-role", PolicyName="agentctl-containment"
+    )["PolicyDocument"]
+    assert sorted(s["Sid"] for s in doc["Statement"]) == [
+        "AgentctlDenyIssueRefund",
+        "AgentctlDenySendEmail",
+    ]
+    tools = registry(seeded)["tools"]
+    assert not tools["issue_refund"]["enabled"] and not tools["send_email"]["enabled"]
+
+
+def test_an_undo_with_nothing_to_do_closes_the_target(agentctl: Agentctl, seeded) -> None:
+    original = registry(seeded)
+    agentctl.execute(agentctl.plan_contain(AGENT))
+    put_registry(seeded, original)  # someone restored the registry by hand
+    first = agentctl.execute(agentctl.plan_resume(AGENT))
+    registry_step = next(r for r in first.results if r.name == "disable-registry")
+    assert registry_step.outcome is Outcome.NOOP
+    journal = agentctl.store.journal(first.incident.id)
+    assert [e.event for e in journal if e.step == "disable-registry"][-1] is Event.UNDONE
+
+    # later in the same incident the owner turns lookup_order off on purpose, then contain
+    doc = registry(seeded)
+    doc["tools"]["lookup_order"]["enabled"] = False
+    put_registry(seeded, doc)
+    agentctl.execute(agentctl.plan_contain(AGENT))
+    agentctl.execute(agentctl.plan_resume(AGENT))
+    tools = registry(seeded)["tools"]
+    assert tools["lookup_order"]["enabled"] is False  # stays as it was before this contain
+    assert tools["issue_refund"]["enabled"] is True
+
+
+def test_resume_uses_the_journal_not_the_edited_spec(agentctl: Agentctl, seeded, runbooks):
+    agentctl.execute(agentctl.plan_contain(AGENT, ContainOptions(tools=["send_email"])))
+    # the spec changes mid-incident: a tool is added, the contained one removed
+    text = (runbooks / "refund-agent.yaml").read_text()
+    start = text.index("  - name: send_email")
+    end = text.index("tool_registry:")
+    text = text[:start] + "  - name: new_tool\n    side_effects: false\n" + text[end:]
+    (runbooks / "refund-agent.yaml").write_text(text)
+    result = agentctl.execute(agentctl.plan_resume(AGENT))
+    assert result.exit_code is ExitCode.OK, [(r.name, r.error) for r in result.results]
+    assert registry(seeded)["tools"]["send_email"]["enabled"] is True
+    policies = seeded.client("iam").list_role_policies(RoleName="refund-agent-role")
+    assert "agentctl-containment" not in policies["PolicyNames"]
+
+
+def test_shadow_off_without_incident_is_not_undone_by_resume(agentctl: Agentctl, seeded):
+    ssm = seeded.client("ssm")
+    ssm.put_parameter(
+        Name="/agents/refund-agent/mode", Value="shadow", Type="String", Overwrite=True
+    )
+    agentctl.execute(agentctl.plan_shadow(AGENT, off=True))  # no incident: sets live
+    agentctl.execute(agentctl.plan_contain(AGENT))
+    agentctl.execute(agentctl.plan_resume(AGENT))
+    assert ssm.get_parameter(Name="/agents/refund-agent/mode")["Parameter"]["Value"] == "live"
+
+
+def test_registry_entry_without_enabled_key_gets_it_removed_again(agentctl, seeded) -> None:
+    doc = registry(seeded)
+    del doc["tools"]["lookup_order"]["enabled"]  # enabled by default
+    doc["tools"]["send_email"]["enabled"] = "false"  # a string, as some writers do
+    put_registry(seeded, doc)
+    plan = agentctl.plan_contain(AGENT)
+    registry_step = next(p for p in plan.steps if p.name == "disable-registry")
+    assert registry_step.before.enabled["send_email"] is False
+    agentctl.execute(plan)
+    agentctl.execute(agentctl.plan_resume(AGENT))
+    tools = registry(seeded)["tools"]
+    assert "enabled" not in tools["lookup_order"]
+    assert tools["send_email"]["enabled"] is False
+
+
+def test_tool_names_differing_by_separator_get_distinct_statement_ids(
+    agentctl, seeded, runbooks
+) -> None:
+    edit_spec(runbooks, AGENT, "  - name: lookup_order\n", "  - name: send-email\n")
+    agentctl.execute(agentctl.plan_contain(AGENT))
+    doc = seeded.client("iam").get_role_policy(
+        RoleName="refund-agent-role", PolicyName="agentctl-containment"
+    )["PolicyDocument"]
+    sids = [s["Sid"] for s in doc["Statement"]]
+    assert len(sids) == len(set(sids)) == 3
+
+
+def test_close_refuses_while_targets_are_changed(agentctl: Agentctl) -> None:
+    result = agentctl.execute(agentctl.plan_contain(AGENT))
+    with pytest.raises(BadInputError, match="still has 2 changed target"):
+        agentctl.close_incident(result.incident.id, by="ana")
+    agentctl.execute(agentctl.plan_resume(AGENT))
+    closed = agentctl.close_incident(result.incident.id, by="ana")
+    assert closed.status.value == "closed"
