@@ -255,6 +255,8 @@ class Rollback:
         plan.pointer = self.ac.engine.plan(spec, PHASE, [step], incident=plan.incident)
 
     def _current_release(self, spec: AgentSpec) -> str | None:
+        """The release the pointer holds now (None: pointer absent or not a recorded one)."""
+        from agentctl.aws import translate_error
         from agentctl.levers.release import release_of
 
         pointer = spec.release
@@ -265,11 +267,17 @@ class Rollback:
                 value = ssm.get_parameter(Name=pointer.parameter)["Parameter"]["Value"]
             except ssm.exceptions.ParameterNotFound:
                 return None
+            except Exception as exc:
+                raise translate_error(exc, "ssm:GetParameter") from exc
             return release_of(str(value))
         lam = self.ac.aws.client("lambda")
-        version = str(
-            lam.get_alias(FunctionName=pointer.function, Name=pointer.alias)["FunctionVersion"]
-        )
+        try:
+            alias = lam.get_alias(FunctionName=pointer.function, Name=pointer.alias)
+        except lam.exceptions.ResourceNotFoundException:
+            return None
+        except Exception as exc:
+            raise translate_error(exc, "lambda:GetAlias") from exc
+        version = str(alias["FunctionVersion"])
         for release in self.catalog().list(spec.name):
             if release.function_version == version:
                 return release.id
@@ -310,7 +318,12 @@ class Rollback:
         history: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"Name": pointer.parameter}
         while True:
-            page = ssm.get_parameter_history(**kwargs)
+            try:
+                page = ssm.get_parameter_history(**kwargs)
+            except Exception as exc:
+                from agentctl.aws import translate_error
+
+                raise translate_error(exc, "ssm:GetParameterHistory") from exc
             history.extend(page.get("Parameters", []))
             if not page.get("NextToken"):
                 break

@@ -190,3 +190,31 @@ def test_mitigations_export_as_csv_with_formula_cells_defused(
     assert lines[0].startswith("agent,tool,mitigation,description,details,action_id")
     assert "follow_up" in lines[1] and "Send the customer a correction" in lines[1]
     assert ",=" not in lines[1]  # the agent's text cannot become a formula
+
+
+def test_a_failed_pointer_move_does_not_stop_the_compensations(
+    seeded: Aws, runbooks: Path, store: SqliteStore, clock: FakeClock, audit: Path, tmp_path: Path
+) -> None:
+    spec_file = runbooks / "refund-agent.yaml"
+    text = spec_file.read_text().replace(
+        "release:                             # the agent reads its pinned release here at start\n"
+        "  parameter: /agents/refund-agent/release\n",
+        "release:\n  function: refund-agent-worker\n  alias: live\n",  # the alias does not exist
+    )
+    spec_file.write_text(text)
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=store, clock=clock, user="oncall")
+    ac.engine.verify_interval = 0.01
+    prompt, tools = tmp_path / "p", tmp_path / "t.json"
+    prompt.write_text("v1")
+    tools.write_text("{}")
+    good = ac.releases().record(
+        "refund-agent", model="m-20240101", prompt=prompt, tools=tools, function_version="1"
+    )
+    plan = ac.plan_rollback("refund-agent", _options(audit, to=good.release.id))
+    result = ac.execute_rollback(plan)
+    assert result.exit_code is ExitCode.PARTIAL
+    assert result.pointer is not None and result.pointer.results[0].outcome is Outcome.FAILED
+    assert "does not exist" in (result.pointer.results[0].error or "")
+    assert result.execution is not None and result.execution.completed == 12
+    journal = store.journal(result.incident.id)  # type: ignore[union-attr]
+    assert [e.event for e in journal if e.kind == "release.pointer"] == [Event.INTENT, Event.FAILED]
