@@ -14,11 +14,13 @@ Rules (also in the README and :mod:`agentctl.trace.records`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +56,13 @@ def canonical(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
+    if isinstance(value, Enum):
+        return canonical(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return canonical({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    dump = getattr(value, "model_dump", None)  # pydantic v2 models, without importing pydantic
+    if callable(dump):
+        return canonical(dump(mode="json"))
     raise TypeError(f"cannot key a value of type {type(value).__name__}")
 
 

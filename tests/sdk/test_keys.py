@@ -81,3 +81,26 @@ def test_datetimes_are_keyed_in_utc_and_naive_ones_are_rejected() -> None:
 def test_values_without_a_canonical_form_are_rejected(bad: Any) -> None:
     with pytest.raises(TypeError):
         idempotency_key("a", "T", "t", {"v": bad})
+
+
+def test_enums_dataclasses_and_models_key_by_their_fields() -> None:
+    import dataclasses
+    from enum import Enum
+
+    from pydantic import BaseModel
+
+    class Currency(Enum):
+        EUR = "EUR"
+
+    @dataclasses.dataclass
+    class Money:
+        amount: float
+        currency: Currency
+
+    class MoneyModel(BaseModel):
+        amount: float
+        currency: str
+
+    plain = idempotency_key("a", "T", "t", {"m": {"amount": 30, "currency": "EUR"}})
+    assert plain == idempotency_key("a", "T", "t", {"m": Money(30.0, Currency.EUR)})
+    assert plain == idempotency_key("a", "T", "t", {"m": MoneyModel(amount=30, currency="EUR")})
