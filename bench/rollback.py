@@ -14,7 +14,8 @@ default 20 ms per request). The actions are written as JSONL in the trace layout
    per idempotency key straight from the moto backend (receiving would be slow and would
    defeat moto's FIFO dedup): dispatched, duplicates (must be 0), misses (must be 0). Done for a
    FIFO queue (unknown outcomes reconciled through the dedup id) and a standard queue (the
-   ledger alone; the batch in flight at the kill is reported as unknown, not re-sent).
+   ledger alone; the batches in flight at the kill are reported as unknown, not re-sent; the
+   bench then plays the operator: checks the queue, settles each with ``resolve``, re-runs).
 """
 
 from __future__ import annotations
@@ -266,30 +267,57 @@ def killed_and_resumed(url: str, work: Path, audit: Path, n: int, queue: str, wo
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     resume_s = time.perf_counter() - started
     out = json.loads(resumed.stdout) if resumed.stdout.strip().startswith("{") else {}
-    keys = queue_keys(queue)
-    counts = Counter(keys)
-    store = SqliteStore(db)
-    rows = list(SqliteLedger(store, SystemClock()).rows("refund-agent"))
-    store.close_connection()
     comp = out.get("compensation") or {}
-    return {
+    result: dict[str, Any] = {
         "queue": queue,
         "at_kill": at_kill,
         "killed_after_s": killed_after,
         "resume_s": resume_s,
         "resume_exit": resumed.returncode,
-        "dispatched": len(counts),
-        "messages": len(keys),
-        "duplicates": sum(c - 1 for c in counts.values()),
-        "misses": n - len(counts),
-        "ledger": by_status(rows),
         "resent_deduped": comp.get("resent_deduped"),
         "unknown": len(comp.get("unknown") or []),
         "resumed_completed": comp.get("completed"),
         "already_done": comp.get("already_done"),
-        "attempts_over_1": sum(1 for r in rows if r.attempts > 1),
-        "sent_twice": sum(1 for (q, _), c in SENT.items() if q == queue and c > 1),
+        "operator": None,
     }
+    if result["unknown"]:
+        # The on-call checks downstream (here: the bench reads the queue, as the payments team
+        # would look at its consumer) and settles each unknown item, then runs the same command.
+        delivered = set(queue_keys(queue))
+        store = SqliteStore(db)
+        ledger = SqliteLedger(store, SystemClock())
+        applied = not_applied = 0
+        for row in ledger.rows("refund-agent"):
+            if row.status.value == "unknown":
+                landed = row.dispatch_key in delivered
+                ledger.resolve(row.key, applied=landed, by="bench-operator")
+                applied += landed
+                not_applied += not landed
+        store.close_connection()
+        final = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        final_out = json.loads(final.stdout) if final.stdout.strip().startswith("{") else {}
+        result["operator"] = {
+            "applied": applied,
+            "not_applied": not_applied,
+            "exit": final.returncode,
+            "sent": (final_out.get("compensation") or {}).get("completed"),
+        }
+    keys = queue_keys(queue)
+    counts = Counter(keys)
+    store = SqliteStore(db)
+    rows = list(SqliteLedger(store, SystemClock()).rows("refund-agent"))
+    store.close_connection()
+    result.update(
+        {
+            "dispatched": len(counts),
+            "messages": len(keys),
+            "duplicates": sum(c - 1 for c in counts.values()),
+            "misses": n - len(counts),
+            "ledger": by_status(rows),
+            "sent_twice": sum(1 for (q, _), c in SENT.items() if q == queue and c > 1),
+        }
+    )
+    return result
 
 
 def main() -> None:
@@ -346,6 +374,13 @@ def main() -> None:
                     f" re-sent with the same dedup id {k['resent_deduped']},"
                     f" left unknown {k['unknown']})"
                 )
+                if k["operator"]:
+                    o = k["operator"]
+                    print(
+                        f"operator settles the {k['unknown']} unknown items after looking "
+                        f"downstream: {o['applied']} applied, {o['not_applied']} not applied; "
+                        f"the same command again sends {o['sent']}, exit {o['exit']}"
+                    )
                 print(
                     f"dispatched {k['dispatched']} / {args.actions}; duplicates "
                     f"{k['duplicates']} (must be 0); misses {k['misses']} (must be 0); "
