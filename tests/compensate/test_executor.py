@@ -262,3 +262,13 @@ def test_throttling_is_retried_in_the_run_and_access_denied_fails_with_the_reaso
     assert denied.exit_code is ExitCode.ERROR
     assert "rejected (403) AccessDenied" in denied.failed[0].detail
     assert ledger.get(denied.failed[0].key).status is LedgerStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_ledger_rows_cannot_be_deleted(store: SqliteStore, ledger: SqliteLedger) -> None:
+    import sqlite3
+
+    spec = _spec(STANDARD)
+    ledger.register(plan_compensations(spec, [refund(1)]).compensations)
+    with pytest.raises(sqlite3.DatabaseError, match="never deleted"):
+        store.conn.execute("DELETE FROM compensation_ledger")
+    assert len(list(ledger.rows("refund-agent"))) == 1
