@@ -97,10 +97,18 @@ def recovery(demo: Demo) -> None:
 def scenes() -> list[Scene]:
     """The scenes in story order: the agent misbehaves, is contained, its trace is read, its
     intake drained, its damage rolled back, and finally it is resumed."""
+    from agentctl.compensate import demo as rollback
     from agentctl.drain import demo as drain
     from agentctl.trace import demo as trace
 
-    return [trace.agent_runs, containment, trace.after_contain, drain.scene, recovery]
+    return [
+        trace.agent_runs,
+        containment,
+        trace.after_contain,
+        drain.scene,
+        rollback.scene,
+        recovery,
+    ]
 
 
 def main() -> int:

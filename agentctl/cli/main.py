@@ -16,11 +16,11 @@ from agentctl.cli import (
     drain_cmds,
     incident_cmds,
     phase_cmds,
+    rollback_cmds,
     runbook_cmds,
     sandbox_cmds,
     trace_cmds,
 )
-from agentctl.cli import rollback_cmds
 from agentctl.cli.context import Globals, Output, hoist_global_options, set_current
 
 app = typer.Typer(
