@@ -40,7 +40,9 @@ def plain(value: object) -> Text:
 
 def console(stderr: bool = False) -> Console:
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else None
-    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False)
+    # markup=False: agent data (a subject "[URGENT] ...", a reason "[/ticket]") is never parsed
+    # as rich markup; styling is given with Text / style=, never inside strings.
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False, markup=False)
 
 
 def print_json(data: Any) -> None:

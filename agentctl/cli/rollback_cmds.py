@@ -201,6 +201,7 @@ def _progress_bar() -> _Progress:
 
 def _show_plan(plan: RollbackPlan) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from agentctl.cli.render import console
 
@@ -243,11 +244,16 @@ def _show_plan(plan: RollbackPlan) -> None:
         )
         for problem in comp.problems[:10]:
             out.print(
-                f"[red]cannot plan[/red] {problem.action_id} ({problem.tool}): {problem.message}"
+                Text.assemble(
+                    ("cannot plan", "red"),
+                    f" {problem.action_id} ({problem.tool}): {problem.message}",
+                )
             )
 
 
 def _show_result(result: RollbackResult, csv_path: Path | None) -> None:
+    from rich.text import Text
+
     from agentctl.cli.render import console
 
     out = console()
@@ -264,7 +270,13 @@ def _show_result(result: RollbackResult, csv_path: Path | None) -> None:
             f"{report.mitigations_recorded} mitigations recorded"
         )
         for item in report.problems[:20]:
-            out.print(f"  [red]{item.status}[/red] {item.action_id} ({item.tool}): {item.detail}")
+            out.print(
+                Text.assemble(
+                    "  ",
+                    (str(item.status), "red"),
+                    f" {item.action_id} ({item.tool}): {item.detail}",
+                )
+            )
         if len(report.problems) > 20:
             out.print(f"  ... and {len(report.problems) - 20} more (--output json lists all)")
     if csv_path is not None:
