@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test lint typecheck check bench bench-drain bench-trace bench-rollback bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,18 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/contain.py
+
+bench-drain: $(STAMP)
+	$(BIN)/python bench/drain.py
+
+bench-trace: $(STAMP)
+	$(BIN)/python bench/trace.py
+
+bench-rollback: $(STAMP)
+	$(BIN)/python bench/rollback.py
+
+bench-all: bench bench-drain bench-trace bench-rollback
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
