@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agentctl.aws import Aws
 from agentctl.clock import FakeClock
 from agentctl.engine.model import Outcome
 from agentctl.engine.phases import ContainOptions
 from agentctl.errors import BadInputError, ExitCode
 from agentctl.incidents.models import Event
 from agentctl.ops import Agentctl
+from tests.aws_state import put_registry, registry, reserved
 
 AGENT = "refund-agent"
-REGISTRY = "/agents/refund-agent/tools"
-
-
-def registry(aws: Aws) -> dict[str, Any]:
-    return json.loads(aws.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Value"])
-
-
-def put_registry(aws: Aws, doc: dict[str, Any]) -> None:
-    aws.client("ssm").put_parameter(
-        Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
-    )
-
-
-def reserved(aws: Aws, name: str) -> int | None:
-    return (
-        aws.client("lambda")
-        .get_function_concurrency(FunctionName=name)
-        .get("ReservedConcurrentExecutions")
-    )
 
 
 def edit_spec(runbooks: Path, agent: str, old: str, new: str) -> None:

@@ -3,7 +3,6 @@ re-runs, crash recovery and resume to the exact before-state."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,9 @@ from agentctl.errors import ExitCode
 from agentctl.incidents.models import Event
 from agentctl.levers.ssm import DisableTools
 from agentctl.ops import Agentctl
+from tests.aws_state import put_registry, registry, reserved
 
 AGENT = "refund-agent"
-REGISTRY = "/agents/refund-agent/tools"
-
-
-def registry(aws: Aws) -> dict[str, Any]:
-    return json.loads(aws.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Value"])
 
 
 def deny_policy(aws: Aws) -> dict[str, Any] | None:
@@ -36,14 +31,6 @@ def deny_policy(aws: Aws) -> dict[str, Any] | None:
     return iam.get_role_policy(RoleName="refund-agent-role", PolicyName="agentctl-containment")[
         "PolicyDocument"
     ]
-
-
-def reserved(aws: Aws, name: str) -> int | None:
-    return (
-        aws.client("lambda")
-        .get_function_concurrency(FunctionName=name)
-        .get("ReservedConcurrentExecutions")
-    )
 
 
 def outcomes(result) -> dict[str, Outcome]:
@@ -183,9 +170,7 @@ def test_resume_restores_exact_pre_incident_state(agentctl: Agentctl, seeded: Aw
     # before the incident: one tool already off, one function already limited to 5
     doc = registry(seeded)
     doc["tools"]["send_email"]["enabled"] = False
-    seeded.client("ssm").put_parameter(
-        Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
-    )
+    put_registry(seeded, doc)
     seeded.client("lambda").put_function_concurrency(
         FunctionName="refund-agent-worker", ReservedConcurrentExecutions=5
     )

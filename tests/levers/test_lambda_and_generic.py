@@ -8,15 +8,8 @@ from agentctl.aws import Aws
 from agentctl.clock import FakeClock
 from agentctl.errors import AwsCallError, GateFailedError
 from agentctl.spec import load_agent
+from tests.aws_state import reserved
 from tests.levers.conftest import MakeStep, roundtrip
-
-
-def reserved(aws: Aws, name: str) -> int | None:
-    return (
-        aws.client("lambda")
-        .get_function_concurrency(FunctionName=name)
-        .get("ReservedConcurrentExecutions")
-    )
 
 
 def test_concurrency_round_trip_from_unreserved(make: MakeStep, seeded: Aws) -> None:

@@ -7,19 +7,8 @@ import pytest
 
 from agentctl.aws import Aws
 from agentctl.errors import AwsCallError, BadInputError
+from tests.aws_state import REGISTRY, put_registry, registry
 from tests.levers.conftest import MakeStep, roundtrip
-
-REGISTRY = "/agents/refund-agent/tools"
-
-
-def registry(aws: Aws) -> dict[str, Any]:
-    return json.loads(aws.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]["Value"])
-
-
-def put_registry(aws: Aws, doc: dict[str, Any]) -> None:
-    aws.client("ssm").put_parameter(
-        Name=REGISTRY, Value=json.dumps(doc), Type="String", Overwrite=True
-    )
 
 
 def test_registry_round_trip_touches_only_enabled(make: MakeStep, seeded: Aws) -> None:
