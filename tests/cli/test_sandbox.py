@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import select
+import queue
 import signal
 import socket
 import subprocess
-import time
+import threading
+from typing import IO
 
 import pytest
 
@@ -22,6 +23,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def drain(stream: IO[bytes], lines: queue.Queue[str], seen: list[str]) -> None:
+    """Keep reading the server's output so a full pipe can never block it."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        seen.append(line)
+        lines.put(line)
+
+
 def test_sandbox_up_then_contain_against_it(cli: Run, cli_env: dict[str, str]) -> None:
     port = free_port()
     env = {k: v for k, v in cli_env.items() if k != "AWS_ENDPOINT_URL"}
@@ -33,16 +42,17 @@ def test_sandbox_up_then_contain_against_it(cli: Run, cli_env: dict[str, str]) -
         start_new_session=True,
     )
     assert server.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=drain, args=(server.stdout, lines, seen), daemon=True)
+    reader.start()
     try:
         banner = ""
-        deadline = time.monotonic() + 180  # a loaded CI machine can be slow to import moto
         while "Ctrl-C stops it" not in banner:
-            assert time.monotonic() < deadline, f"sandbox did not start: {banner}"
-            ready, _, _ = select.select([server.stdout], [], [], 1.0)
-            if ready:
-                line = server.stdout.readline().decode()
-                assert line, f"sandbox exited: {banner}"
-                banner += line
+            try:
+                banner += lines.get(timeout=180)  # a loaded CI machine is slow to import moto
+            except queue.Empty:
+                pytest.fail(f"sandbox did not start: {''.join(seen)}")
         url = f"http://127.0.0.1:{port}"
         assert f"export AWS_ENDPOINT_URL={url}" in banner
         proc = cli("contain", "refund-agent", "--yes", "--endpoint-url", url, env=env)
@@ -50,8 +60,12 @@ def test_sandbox_up_then_contain_against_it(cli: Run, cli_env: dict[str, str]) -
         assert "2 changed" in proc.stdout
     finally:
         os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=60)
-    assert server.returncode == 0  # Ctrl-C is the normal way to stop it
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            pytest.fail(f"sandbox did not stop on Ctrl-C; its output: {''.join(seen)}")
+    assert server.returncode == 0, "".join(seen)  # Ctrl-C is the normal way to stop it
 
 
 def test_seed_refuses_without_an_endpoint(cli: Run, cli_env: dict[str, str]) -> None:
