@@ -48,7 +48,10 @@ def up(
 
     os.environ.update(SANDBOX_ENV)
     server, url = start_server(port)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it like Ctrl-C
+    # Ctrl-C and `kill` both stop it, even when started in the background of a script (a
+    # non-interactive shell starts background jobs with SIGINT ignored, and Python keeps that).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         created = [] if no_seed else _seed_all(ctx, None, url)
         out = render.console()
