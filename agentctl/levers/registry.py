@@ -19,8 +19,14 @@ def register(cls: type[Step[Any, Any]]) -> type[Step[Any, Any]]:
 
 def _load() -> None:
     # importing the lever modules registers their kinds
-    from agentctl.levers import generic, iam, intake, lambda_concurrency, ssm  # noqa: F401
-    from agentctl.levers import release  # noqa: F401
+    from agentctl.levers import (  # noqa: F401
+        generic,
+        iam,
+        intake,
+        lambda_concurrency,
+        release,
+        ssm,
+    )
 
 
 def get(kind: str) -> type[Step[Any, Any]] | None:
