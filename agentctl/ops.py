@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 class LeverState(StrEnum):
     LIVE = "live"
     CONTAINED = "contained"
+    PARTIAL = "partial"  # some of the lever's tools are revoked (contain --tools), not all
     SHADOW = "shadow"
     DRAINED = "drained"  # an intake lever (event source mapping, rule, schedule) is disabled
     UNKNOWN = "unknown"
@@ -75,9 +76,10 @@ class StatusReport:
             lv for lv in self.levers if lv.action != "shadow.flag" and lv.action not in INTAKE_KINDS
         ]
         contained = [lv for lv in containment if lv.state is LeverState.CONTAINED]
+        partial = [lv for lv in containment if lv.state is LeverState.PARTIAL]
         if containment and len(contained) == len(containment):
             overall = "contained"
-        elif contained:
+        elif contained or partial:
             overall = "partially contained"
         else:
             overall = "live"
@@ -174,10 +176,14 @@ class Agentctl:
     def status(self, agent: str) -> StatusReport:
         from agentctl.drain.discover import discover
         from agentctl.engine.phases import INTAKE_KINDS
+        from agentctl.engine.runner import pending_undos
 
         spec = self.spec(agent)
         found = discover(self.aws, spec)  # event source mappings: no call without functions/queues
         plan = self.engine.plan(spec, "status", status_steps(spec, found.mappings))
+        incident = self.store.find_open(agent)
+        journal = self.store.journal(incident.id) if incident else []
+        changed = {entries[0].target for entries in pending_undos(journal)}
         levers = [
             LeverStatus(
                 "intake", "lambda.disable_event_source", "?", LeverState.UNKNOWN, "-", e.message
@@ -203,14 +209,19 @@ class Agentctl:
                 state = LeverState.SHADOW if applied else LeverState.LIVE
             elif step.kind in INTAKE_KINDS:
                 state = LeverState.DRAINED if applied else LeverState.LIVE
+            elif applied:
+                state = LeverState.CONTAINED
+            elif step.target in changed and step.is_partially_applied(planned.before):
+                # agentctl revoked part of it; tools their owner disabled before any incident
+                # do not count
+                state = LeverState.PARTIAL
             else:
-                state = LeverState.CONTAINED if applied else LeverState.LIVE
+                state = LeverState.LIVE
             levers.append(
                 LeverStatus(
                     planned.name, step.kind, step.target, state, step.describe_state(planned.before)
                 )
             )
-        incident = self.store.find_open(agent)
         return StatusReport(agent=agent, levers=levers, incident=incident, read_ms=plan.read_ms)
 
     # -- drain ----------------------------------------------------------------------------------

@@ -143,7 +143,14 @@ def show_status(report: StatusReport) -> None:
     table.add_column("target", overflow="fold")
     table.add_column("state")
     table.add_column("detail", overflow="fold")
-    styles = {"live": "green", "contained": "bold red", "shadow": "yellow", "unknown": "red"}
+    styles = {
+        "live": "green",
+        "contained": "bold red",
+        "partial": "red",
+        "drained": "bold red",
+        "shadow": "yellow",
+        "unknown": "red",
+    }
     for lever in report.levers:
         table.add_row(
             plain(lever.lever),

@@ -86,6 +86,10 @@ class Step(ABC, Generic[I, S]):
     def is_applied(self, state: S) -> bool:
         """Is ``state`` already what :meth:`apply` would make it?"""
 
+    def is_partially_applied(self, state: S) -> bool:
+        """Is part of the change in place (some tools of several)? For ``status``."""
+        return False
+
     @abstractmethod
     def describe_change(self, before: S) -> str:
         """One line: what :meth:`apply` will change, given ``before``."""

@@ -164,6 +164,15 @@ class DenyTools(Step[DenyToolsInputs, PolicyState]):
                 return False
         return True
 
+    def is_partially_applied(self, state: PolicyState) -> bool:
+        if state.policy is None:
+            return False
+        statements = state.policy.get("Statement", [])
+        if isinstance(statements, dict):
+            statements = [statements]
+        wanted = {s["Sid"] for s in self._statements()}
+        return any(s.get("Sid") in wanted and s.get("Effect") == "Deny" for s in statements)
+
     def describe_change(self, before: PolicyState) -> str:
         denied = [s["Sid"] for s in self._statements()]
         tools = [t.name for t in self._select() if t.iam]

@@ -190,6 +190,9 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
     def is_applied(self, state: RegistryState) -> bool:
         return all(state.enabled.get(t) is False for t in self._tools())
 
+    def is_partially_applied(self, state: RegistryState) -> bool:
+        return any(state.enabled.get(t) is False for t in self._tools())
+
     def merge_before(self, befores: list[RegistryState]) -> RegistryState:
         """Per tool, the oldest recorded value: a later, wider contain saw earlier ones off."""
         enabled: dict[str, bool | None] = {}

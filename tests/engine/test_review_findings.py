@@ -170,3 +170,16 @@ def test_close_refuses_while_targets_are_changed(agentctl: Agentctl) -> None:
     agentctl.execute(agentctl.plan_resume(AGENT))
     closed = agentctl.close_incident(result.incident.id, by="ana")
     assert closed.status.value == "closed"
+
+
+def test_status_says_partial_after_contain_of_some_tools(agentctl: Agentctl) -> None:
+    agentctl.execute(agentctl.plan_contain(AGENT, ContainOptions(tools=["issue_refund"])))
+    report = agentctl.status(AGENT)
+    states = {lv.lever: lv.state.value for lv in report.levers}
+    assert states["deny-tools"] == "partial"
+    assert states["disable-registry"] == "partial"
+    assert states["stop-function-1"] == "live"
+    assert report.overall == "partially contained"
+    agentctl.execute(agentctl.plan_contain(AGENT))
+    states = {lv.lever: lv.state.value for lv in agentctl.status(AGENT).levers}
+    assert states["deny-tools"] == states["disable-registry"] == "contained"
