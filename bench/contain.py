@@ -205,7 +205,7 @@ def main() -> None:
         f"  = {med(engine) / rtt:.1f} round trips"
     )
     print(
-        f"  process start-up, imports, client creation:           {med(ours) - med(engine):7.0f} ms"
+        f"  process start-up, imports, spec, store, output:       {med(ours) - med(engine):7.0f} ms"
     )
     if theirs:
         line = "aws CLI script, the 4 changes one after another:"
