@@ -345,19 +345,22 @@ class Mover:
         return entry
 
     def _delete(self, messages: list[Message]) -> set[str]:
-        deleted: set[str] = set()
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
+        return set(self._delete_handles([(m["MessageId"], m["ReceiptHandle"]) for m in messages]))
+
+    def _delete_handles(self, handles: list[tuple[str, str]]) -> list[str]:
+        """Delete (message id, receipt handle) pairs from the source in batches of 10; return
+        the ids SQS confirmed."""
+        deleted: list[str] = []
+        for start in range(0, len(handles), 10):
+            chunk = handles[start : start + 10]
             response = call(
                 self.aws,
                 "sqs",
                 "DeleteMessageBatch",
                 QueueUrl=self.source.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                ],
+                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, (_, h) in enumerate(chunk)],
             )
-            deleted |= {chunk[int(ok["Id"])]["MessageId"] for ok in response.get("Successful", [])}
+            deleted += [chunk[int(ok["Id"])][0] for ok in response.get("Successful", [])]
         return deleted
 
     # -- recovery and release ----------------------------------------------------------------
@@ -365,18 +368,9 @@ class Mover:
         """Finish what an interrupted run left: delete what it sent; free what it claimed."""
         rows = self.ledger.unfinished(self.source.arn, self.dest.arn)
         sent = [r for r in rows if r.state is MoveState.SENT]
-        for start in range(0, len(sent), 10):
+        for start in range(0, len(sent), 10):  # settle batch by batch: progress is durable
             chunk = sent[start : start + 10]
-            response = call(
-                self.aws,
-                "sqs",
-                "DeleteMessageBatch",
-                QueueUrl=self.source.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": r.receipt_handle} for i, r in enumerate(chunk)
-                ],
-            )
-            done = [chunk[int(ok["Id"])].message_id for ok in response.get("Successful", [])]
+            done = self._delete_handles([(r.message_id, r.receipt_handle) for r in chunk])
             self.ledger.settle(self.source.arn, MoveState.DELETED, [(m, None) for m in done])
             self.result.finished += len(done)
         self._release([r.receipt_handle for r in rows if r.state is MoveState.CLAIMED])
