@@ -25,6 +25,21 @@ records ``refused`` and raises :class:`ToolRevoked`; shadow: records ``shadowed`
 ``call=`` if the function declares them, and records ``executed`` with result and effects, or
 ``failed`` with the error (the exception is re-raised unchanged). Records go to a bounded,
 batched :class:`~agentctl.sdk.sinks.Writer`: recording never blocks or raises into the agent.
+
+``async def`` tools are guarded by an ``async def`` wrapper with the same semantics::
+
+    @agent.tool()
+    async def issue_refund(order_id: str, amount: float, *, idempotency_key: str):
+        return await payments.refund(order_id, amount, idempotency_key=idempotency_key)
+
+    async def handle(ticket):
+        with agent.unit_of_work(ticket["id"]):  # a ContextVar: each asyncio task has its own
+            await issue_refund("o-7", 30)
+
+In the async wrapper nothing blocks the event loop: records are queued in memory (the writer's
+thread does the I/O), a fresh kill-switch state is read from the cache, and a refresh (a blocking
+SSM call) runs in a worker thread (:meth:`KillSwitch.astate`). Use :meth:`Agent.aflush` /
+:meth:`Agent.aclose` rather than ``flush`` / ``close`` from inside a running loop.
 """
 
 from __future__ import annotations
@@ -144,6 +159,22 @@ def make_effect(
 
 
 EffectsOf = Callable[[dict[str, Any], Any], list[dict[str, Any]]]
+
+
+@dataclass
+class _Pending:
+    """One guarded call between the key derivation and its record."""
+
+    unit: Unit
+    span: str
+    started: datetime
+    body: dict[str, Any]
+    call: ToolCall
+    extra: dict[str, Any]  # idempotency_key= / call= for the tool
+
+
+def _shadow_value(shadow_result: Any, call_args: dict[str, Any]) -> Any:
+    return shadow_result(call_args) if callable(shadow_result) else shadow_result
 
 
 class Agent:
@@ -308,35 +339,157 @@ class Agent:
         shadow_result: Any = None,
     ) -> Callable[[Callable[..., R]], Callable[..., R]]:
         """Decorator: guard a tool function (see the module docstring). The guarded function
-        is called without ``idempotency_key`` / ``call``: the guard supplies them."""
+        is called without ``idempotency_key`` / ``call``: the guard supplies them, and they are
+        left out of the guarded function's signature (frameworks that build a tool schema from
+        the signature do not show them to the model).
+
+        An ``async def`` tool gets an ``async def`` guard: it awaits the tool and records what
+        it returned or raised, reads a stale kill switch off the event loop
+        (:meth:`KillSwitch.astate`), and never waits on the sink. Generator functions are
+        refused: their body would run after the guard had returned, unguarded and unrecorded.
+        """
 
         def decorate(fn: Callable[..., R]) -> Callable[..., R]:
             tool_name = name or fn.__name__
+            if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+                raise UsageError(
+                    f"tool {tool_name!r} is a generator function: its body would run outside "
+                    "the guard; guard a function that performs the call and returns its result"
+                )
             sig = inspect.signature(fn)
             wants_key = "idempotency_key" in sig.parameters
             wants_call = "call" in sig.parameters
             injected = {"idempotency_key", "call"}
 
-            @functools.wraps(fn)
-            def guarded(*args: Any, **kwargs: Any) -> R:
+            def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
                 bound = sig.bind_partial(*args, **kwargs)
                 bound.apply_defaults()
-                call_args = {k: v for k, v in bound.arguments.items() if k not in injected}
-                return self._guarded_call(
-                    tool_name,
-                    fn,
-                    args,
-                    kwargs,
-                    call_args,
-                    wants_key,
-                    wants_call,
-                    effects,
-                    shadow_result,
-                )
+                return {k: v for k, v in bound.arguments.items() if k not in injected}
 
+            guarded: Any
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                    call_args = bind(args, kwargs)
+                    pending = self._begin(tool_name, call_args, wants_key, wants_call)
+                    ks = self.killswitch
+                    state = await ks.astate() if ks is not None else SwitchState()
+                    if self._gate(pending, state):
+                        result = _shadow_value(shadow_result, call_args)
+                        if inspect.isawaitable(result):
+                            result = await result
+                        self._record_shadowed(pending, result)
+                        return result
+                    t0 = time.perf_counter()
+                    try:
+                        result = await fn(*args, **kwargs, **pending.extra)
+                    except BaseException as exc:  # CancelledError too: recorded, re-raised
+                        self._record_failed(pending, exc, t0)
+                        raise
+                    self._record_executed(pending, result, t0, effects, call_args)
+                    return result
+
+                guarded = guarded_async
+            else:
+
+                @functools.wraps(fn)
+                def guarded_sync(*args: Any, **kwargs: Any) -> Any:
+                    return self._guarded_call(
+                        tool_name,
+                        fn,
+                        args,
+                        kwargs,
+                        bind(args, kwargs),
+                        wants_key,
+                        wants_call,
+                        effects,
+                        shadow_result,
+                    )
+
+                guarded = guarded_sync
+            public = [p for p in sig.parameters.values() if p.name not in injected]
+            guarded.__signature__ = sig.replace(parameters=public)
+            guarded.__annotations__ = {
+                k: v for k, v in getattr(fn, "__annotations__", {}).items() if k not in injected
+            }
             return guarded
 
         return decorate
+
+    def _begin(
+        self, tool: str, call_args: dict[str, Any], wants_key: bool, wants_call: bool
+    ) -> _Pending:
+        """Everything a guarded call knows before the kill switch is read."""
+        unit = self.current_unit()
+        canon = canonical(call_args)
+        key = idempotency_key(self.name, unit.id, tool, canon)
+        body: dict[str, Any] = {
+            "record_type": "action",
+            "action_id": "act-" + os.urandom(8).hex(),
+            "tool": tool,
+            "args": canon,
+            "idempotency_key": key,
+            "result": None,
+            "error": None,
+            "effects": [],
+        }
+        call = ToolCall(tool, key, unit.id)
+        extra: dict[str, Any] = {}
+        if wants_key:
+            extra["idempotency_key"] = key
+        if wants_call:
+            extra["call"] = call
+        return _Pending(unit, _span_id(), self.now(), body, call, extra)
+
+    def _gate(self, p: _Pending, state: SwitchState) -> bool:
+        """Refused: record it and raise :class:`ToolRevoked`. Returns True in shadow mode."""
+        tool = p.call.tool
+        if not state.ok or not state.tool_enabled(tool):
+            reason = (
+                f"kill switch unreadable ({state.error}); failing closed"
+                if not state.ok
+                else "revoked in the tool registry"
+            )
+            p.body.update(status="refused", error=reason)
+            self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+            raise ToolRevoked(tool, reason, p.call.idempotency_key)
+        return state.shadow
+
+    def _record_shadowed(self, p: _Pending, result: Any) -> None:
+        p.body.update(status="shadowed", result=result)
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+
+    def _record_failed(self, p: _Pending, exc: BaseException, t0: float) -> None:
+        p.body.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            effects=p.call.effects,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+        )
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+
+    def _record_executed(
+        self,
+        p: _Pending,
+        result: Any,
+        t0: float,
+        effects_of: EffectsOf | None,
+        call_args: dict[str, Any],
+    ) -> None:
+        found = list(p.call.effects)
+        if effects_of is not None:
+            try:
+                found.extend(effects_of(call_args, result))
+            except Exception as exc:  # an extractor bug must not break the agent: recorded
+                p.body["error"] = f"effects extractor failed: {type(exc).__name__}: {exc}"
+        p.body.update(
+            status="executed",
+            result=result,
+            effects=found,
+            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+        )
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
     def _guarded_call(
         self,
@@ -350,67 +503,31 @@ class Agent:
         effects_of: EffectsOf | None,
         shadow_result: Any,
     ) -> Any:
-        unit = self.current_unit()
-        canon = canonical(call_args)
-        key = idempotency_key(self.name, unit.id, tool, canon)
+        p = self._begin(tool, call_args, wants_key, wants_call)
         state = self.killswitch.state() if self.killswitch is not None else SwitchState()
-        body: dict[str, Any] = {
-            "record_type": "action",
-            "action_id": "act-" + os.urandom(8).hex(),
-            "tool": tool,
-            "args": canon,
-            "idempotency_key": key,
-            "result": None,
-            "error": None,
-            "effects": [],
-        }
-        started = self.now()
-        span = _span_id()
-        if not state.ok or not state.tool_enabled(tool):
-            reason = (
-                f"kill switch unreadable ({state.error}); failing closed"
-                if not state.ok
-                else "revoked in the tool registry"
-            )
-            body.update(status="refused", error=reason)
-            self._submit(unit, span, unit.span_id, body, started)
-            raise ToolRevoked(tool, reason, key)
-        if state.shadow:
-            result = shadow_result(call_args) if callable(shadow_result) else shadow_result
-            body.update(status="shadowed", result=result)
-            self._submit(unit, span, unit.span_id, body, started)
+        if self._gate(p, state):
+            result = _shadow_value(shadow_result, call_args)
+            self._record_shadowed(p, result)
             return result
-        call = ToolCall(tool, key, unit.id)
-        extra: dict[str, Any] = {}
-        if wants_key:
-            extra["idempotency_key"] = key
-        if wants_call:
-            extra["call"] = call
         t0 = time.perf_counter()
         try:
-            result = fn(*args, **kwargs, **extra)
+            result = fn(*args, **kwargs, **p.extra)
         except BaseException as exc:
-            body.update(
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                effects=call.effects,
-                duration_ms=round((time.perf_counter() - t0) * 1000, 3),
-            )
-            self._submit(unit, span, unit.span_id, body, started)
+            self._record_failed(p, exc, t0)
             raise
-        found = list(call.effects)
-        if effects_of is not None:
-            try:
-                found.extend(effects_of(call_args, result))
-            except Exception as exc:  # an extractor bug must not break the agent: recorded
-                body["error"] = f"effects extractor failed: {type(exc).__name__}: {exc}"
-        body.update(
-            status="executed",
-            result=result,
-            effects=found,
-            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
-        )
-        self._submit(unit, span, unit.span_id, body, started)
+        if inspect.isawaitable(result):
+            # a sync-looking callable that returns a coroutine (a wrapper around an async
+            # function): nothing has run yet. Refuse instead of recording a coroutine object.
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            problem = UsageError(
+                f"tool {tool!r} returned an awaitable: guard the `async def` function itself "
+                "so the guard can await it"
+            )
+            self._record_failed(p, problem, t0)
+            raise problem
+        self._record_executed(p, result, t0, effects_of, call_args)
         return result
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -421,3 +538,15 @@ class Agent:
 
     def close(self) -> None:
         self.writer.close()
+
+    async def aflush(self) -> bool:
+        """:meth:`flush` for asyncio code: the sink I/O runs in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.writer.flush)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for asyncio code: the last flush runs in a worker thread."""
+        import asyncio
+
+        await asyncio.to_thread(self.writer.close)

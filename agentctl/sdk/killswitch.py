@@ -16,6 +16,12 @@ Decisions (documented in the README):
   there never was a good read, the switch **fails closed**: every guarded call is refused
   (``fail_open=True`` flips that to: proceed live). An agent that cannot see its kill switch must
   not keep making refunds.
+
+In asyncio code, :meth:`KillSwitch.astate` never blocks the event loop: a fresh cached state is
+returned at once; a refresh (one ``GetParameters`` round trip through a synchronous boto3 client:
+a blocking network read, bounded only by the client's connect/read timeouts and retries) runs in
+a worker thread via ``asyncio.to_thread``, and the tasks of one event loop that find the cache
+stale at the same moment share that one refresh instead of each occupying a thread.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 Monotonic = Callable[[], float]
 
@@ -82,6 +91,9 @@ class KillSwitch:
         self._read_at = float("-inf")
         self._good: SwitchState | None = None
         self._good_at = float("-inf")
+        # one in-flight asyncio refresh per event loop (see astate)
+        self._flights: dict[asyncio.AbstractEventLoop, asyncio.Task[SwitchState]] = {}
+        self._flights_lock = threading.Lock()
 
     def state(self) -> SwitchState:
         """The current state; reads SSM when the cached one is older than ``ttl``."""
@@ -95,6 +107,28 @@ class KillSwitch:
             state = self._refresh(now)
             self._state, self._read_at = state, now
             return state
+
+    async def astate(self) -> SwitchState:
+        """:meth:`state` for asyncio code, without blocking the event loop (module docstring)."""
+        state = self._state
+        if state is not None and self.monotonic() - self._read_at < self.ttl:
+            return state
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        with self._flights_lock:
+            flight = self._flights.get(loop)
+            if flight is None:
+                flight = loop.create_task(asyncio.to_thread(self.state))
+                self._flights[loop] = flight
+                flight.add_done_callback(lambda done: self._land(loop, done))
+        # shield: a caller that is cancelled must not cancel the refresh the others wait on
+        return await asyncio.shield(flight)
+
+    def _land(self, loop: asyncio.AbstractEventLoop, done: asyncio.Task[SwitchState]) -> None:
+        with self._flights_lock:
+            if self._flights.get(loop) is done:
+                del self._flights[loop]
 
     def _refresh(self, now: float) -> SwitchState:
         names = [n for n in (self.registry_parameter, self.shadow_parameter) if n]
