@@ -8,7 +8,10 @@ times, in one run and alternating:
 * a shell script making the same four changes with the ``aws`` CLI, one call after another
   (put-role-policy, ssm put-parameter, lambda put-function-concurrency x2), and
 * a shell script doing the same work as agentctl, call for call (caller identity, read each
-  target, write it, read it back: 13 calls),
+  target, write it, read it back: 13 calls), and
+* the floor (``bench/contain_floor.py``): that same work in bare botocore, concurrent, with no
+  spec, journal or output. No Python + botocore tool can be faster; it shows how much of
+  agentctl's time is agentctl's own, and which ratio against the aws CLI is reachable at all,
 
 resetting the agent between runs. Prints both medians, the ratio, and agentctl's time in units
 of the injected round trip. Also times ``agentctl --help`` against ``python -c pass``.
@@ -158,6 +161,7 @@ def main() -> None:
         engine: list[float] = []
         theirs: list[float] = []
         same: list[float] = []
+        floor: list[float] = []
         script = work / "contain.sh"
         script_same = work / "contain-same-work.sh"
         if aws_exe:
@@ -174,6 +178,11 @@ def main() -> None:
             assert result["changed"] == 4, result
             ours.append(ms)
             engine.append(result["total_ms"])
+            reset(aws)
+            ms, proc = timed([sys.executable, str(HERE / "contain_floor.py")], env, work)
+            if proc.returncode != 0:
+                sys.exit(f"floor script failed: {proc.stderr}")
+            floor.append(ms)
             if aws_exe:
                 reset(aws)
                 ms, proc = timed(["bash", str(script)], env, work)
@@ -186,7 +195,7 @@ def main() -> None:
                     sys.exit(f"aws CLI script failed: {proc.stderr}")
                 same.append(ms)
             print(
-                f"run {i + 1}/{args.runs}: agentctl {ours[-1]:.0f} ms"
+                f"run {i + 1}/{args.runs}: agentctl {ours[-1]:.0f} ms, floor {floor[-1]:.0f} ms"
                 + (f", aws CLI {theirs[-1]:.0f} ms / {same[-1]:.0f} ms" if theirs else ""),
                 flush=True,
             )
@@ -207,11 +216,18 @@ def main() -> None:
     print(
         f"  process start-up, imports, spec, store, output:       {med(ours) - med(engine):7.0f} ms"
     )
+    line = "floor: same work in bare botocore, concurrent:"
+    print(f"{line:<55}{med(floor):7.0f} ms  agentctl = {med(ours) / med(floor):.2f}x the floor")
     if theirs:
         line = "aws CLI script, the 4 changes one after another:"
         print(f"{line:<55}{med(theirs):7.0f} ms  ratio {med(theirs) / med(ours):.1f}x")
         line = "aws CLI script, same work (identity, read, write, read back: 13 calls):"
         print(f"{line:<55}{med(same):7.0f} ms  ratio {med(same) / med(ours):.1f}x")
+        print(
+            "best ratio any Python + botocore tool could reach (aws CLI / floor): "
+            f"{med(theirs) / med(floor):.1f}x (4 changes), "
+            f"{med(same) / med(floor):.1f}x (same work)"
+        )
     else:
         print("aws CLI could not be installed: no comparison")
     print(f"agentctl --help:                                       {med(help_ms):7.0f} ms")

@@ -6,6 +6,7 @@ stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -91,5 +92,9 @@ app.add_typer(sandbox_cmds.app, name="sandbox")
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    # agentctl validates its specs with pydantic but uses no pydantic plugin; looking for
+    # plugins scans the metadata of every installed package (about 80 ms in a full virtualenv).
+    # A user who does want plugins sets the variable themselves (e.g. to an empty string).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     app(args=args, prog_name="agentctl")

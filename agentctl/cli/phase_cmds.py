@@ -25,8 +25,8 @@ def run_plan(
     Nothing to change: no question is asked; the no-op is journaled in the open incident if
     there is one (a run with nothing to do never opens an incident).
     """
-    from agentctl.cli import render
     from agentctl.cli.confirm import confirm
+    from agentctl.cli.jsonout import print_json
     from agentctl.engine.model import Plan
     from agentctl.engine.runner import dry_run_result
 
@@ -37,6 +37,8 @@ def run_plan(
         result = dry_run_result(plan)
     elif plan.changes:
         if not g.json:
+            from agentctl.cli import render
+
             render.show_plan(plan)
         n = len(plan.changes)
         confirm(
@@ -55,8 +57,10 @@ def run_plan(
             result = dry_run_result(plan)
             result.dry_run = False
     if g.json:
-        render.print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
+        from agentctl.cli import render
+
         if dry_run:
             render.show_plan(plan)
         render.show_result(result)
@@ -147,11 +151,13 @@ def register(app: typer.Typer) -> None:
     @boundary
     def status(ctx: typer.Context, agent: Agent) -> None:
         """Read every lever back from AWS: live, contained or shadow, lever by lever."""
-        from agentctl.cli import render
-
         g = globals_of(ctx)
         report = g.agentctl().status(agent)
         if g.json:
-            render.print_json(report.to_dict())
+            from agentctl.cli.jsonout import print_json
+
+            print_json(report.to_dict())
         else:
+            from agentctl.cli import render
+
             render.show_status(report)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from agentctl.cli.jsonout import print_json  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from agentctl.engine.model import Plan, RunResult
@@ -43,11 +43,6 @@ def console(stderr: bool = False) -> Console:
     # markup=False: agent data (a subject "[URGENT] ...", a reason "[/ticket]") is never parsed
     # as rich markup; styling is given with Text / style=, never inside strings.
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=False, markup=False)
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def plan_table(plan: Plan) -> Table:

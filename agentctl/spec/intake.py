@@ -20,7 +20,7 @@ ESM_UUID = r"^[0-9a-fA-F-]{36}$"
 
 
 class IntakeModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def queue_name(ref: str) -> str:

@@ -24,7 +24,7 @@ DOTTED_PATH = re.compile(r"^(args|result|effects|action)(\.[A-Za-z0-9_\-]+)*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # -- the release pointer ---------------------------------------------------------------------
