@@ -2,7 +2,10 @@
 
 The audit location is the spec's ``audit.location`` (a directory or ``s3://bucket/prefix``),
 or an explicit ``source``. Bad lines are counted (``ScanStats``), never fatal, never dropped
-silently: the plan reports how many there were.
+silently: the plan reports how many there were. Executed actions that list no effects get the
+effects the spec's per-tool extractors derive (:mod:`agentctl.trace.extract`, marked
+``derived: true``), as ``agentctl actions`` and ``agentctl trace`` show them; pass ``derived``
+(an ``ExtractStats``) to get the values the extractors could not find counted.
 """
 
 from __future__ import annotations
@@ -46,10 +49,15 @@ def load_actions(
     source: str | None = None,
     stats: Any | None = None,
     spec_dir: str | Path | None = None,
+    derived: Any | None = None,
 ) -> Iterator[Any]:
     """The agent's action records with ``since <= ts < until`` matching ``where``."""
+    from agentctl.trace.extract import Extraction
     from agentctl.trace.query import iter_actions
 
     location = audit_location(spec, source, spec_dir)
     s3 = aws.client("s3") if location.startswith("s3://") else None
-    return iter_actions(location, spec.name, since, until, where, tool, stats=stats, s3_client=s3)
+    actions = iter_actions(
+        location, spec.name, since, until, where, tool, stats=stats, s3_client=s3
+    )
+    return Extraction(spec, derived).all(actions)

@@ -10,7 +10,15 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from agentctl.spec.audit import AuditSpec
 from agentctl.spec.intake import Intake, WorkQueue, check_queues
@@ -56,6 +64,47 @@ class ToolIam(Strict):
         return value
 
 
+def _effect_path(value: str) -> str:
+    if not EFFECT_PATH.match(value):
+        raise ValueError(
+            f"{value!r} is not a dotted path under args. or result "
+            "(e.g. `args.order_id`, `result.refund_id`, `result.items.0.id`)"
+        )
+    return value
+
+
+EffectPath = Annotated[
+    str,
+    AfterValidator(_effect_path),
+    WithJsonSchema({"type": "string", "pattern": EFFECT_PATH.pattern}),
+]
+
+
+class EffectExtractor(Strict):
+    """How to read one effect out of a recorded call of this tool, for action records that carry
+    no effects of their own (an agent that emits only OpenTelemetry GenAI spans, records written
+    before the agent declared effects). Values are looked up by dotted path in the record's
+    `args` and `result`; nothing from the record is ever evaluated."""
+
+    system: str = Field(min_length=1, description="The system changed, e.g. `payments`.")
+    resource_type: str = Field(min_length=1, description="What kind of thing, e.g. `refund`.")
+    resource_id: EffectPath = Field(
+        description="Dotted path of the resource id: `args.<field>...` or `result[.<field>...]` "
+        "(a digit indexes a list). A record where it is missing gets no effect (counted)."
+    )
+    operation: str = Field(min_length=1, description="`create`, `update`, `delete`, `send`, ...")
+    reversible: bool = Field(description="Can a compensating transaction undo it?")
+    idempotency_key: EffectPath | None = Field(
+        default=None,
+        description="Dotted path of the key the downstream system dedupes on "
+        "(default: the action's idempotency key).",
+    )
+    details: dict[str, EffectPath] = Field(
+        default_factory=dict,
+        description="Facts a compensation needs, name → dotted path, e.g. `amount: args.amount`.",
+    )
+
+
 class Tool(Strict):
     """One tool the agent can call."""
 
@@ -71,9 +120,16 @@ class Tool(Strict):
     mitigation: Mitigation | None = Field(
         default=None, description="For an irreversible tool: what rollback records instead."
     )
+    effects: list[EffectExtractor] = Field(
+        default_factory=list,
+        description="Effects to derive from a recorded call that lists none of its own "
+        "(readers mark them `derived: true`; records with effects are left as they are).",
+    )
 
     @model_validator(mode="after")
     def _undo_declared(self) -> Tool:
+        if self.effects and not self.side_effects:
+            raise ValueError(f"tool {self.name!r} has no side effects: it cannot declare effects")
         if self.compensation is not None and self.mitigation is not None:
             raise ValueError(f"tool {self.name!r}: give a compensation or a mitigation, not both")
         if self.side_effects and self.compensation is None and self.mitigation is None:

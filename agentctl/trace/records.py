@@ -54,7 +54,9 @@ class Effect(_Model):
     """One change an action made (or would have made) to another system.
 
     Rollback keys compensation on ``idempotency_key`` (defaults to the action's key) and decides
-    between an inverse and a mitigation on ``reversible``.
+    between an inverse and a mitigation on ``reversible``. Readers add ``derived: true`` to an
+    effect they derived from the spec's per-tool extractors for an action that recorded none
+    (``agentctl.trace.extract``); effects the agent recorded carry no such key.
     """
 
     system: str = Field(description="The system changed, e.g. `payments`, `email`, `crm`.")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import BadInputError
 from agentctl.trace.chain import Chain, decision_chain, find_actions
+from agentctl.trace.extract import Extraction, ExtractStats
 from agentctl.trace.query import check_window, duckdb_usable, iter_actions
 from agentctl.trace.records import ActionRecord
 from agentctl.trace.scan import ScanStats
@@ -41,6 +42,7 @@ class ActionsResult:
     sql: list[str] = field(default_factory=list)
     dry_run: bool = False
     limit: int | None = None
+    derived: ExtractStats = field(default_factory=ExtractStats)  # effects from the spec
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class ActionsResult:
             "shown": len(self.actions),
             "actions": [a.model_dump(mode="json") for a in self.actions],
             "scan": self.stats.to_dict(),
+            "derived_effects": self.derived.to_dict(),
             "sql": self.sql,
         }
 
@@ -67,6 +70,7 @@ class TraceResult:
     source: str
     chains: list[Chain]
     stats: ScanStats
+    derived: ExtractStats = field(default_factory=ExtractStats)  # effects from the spec
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class TraceResult:
             "source": self.source,
             "traces": [c.to_dict() for c in self.chains],
             "scan": self.stats.to_dict(),
+            "derived_effects": self.derived.to_dict(),
         }
 
 
@@ -111,6 +116,26 @@ class Traces:
             if spec.audit is not None:
                 names.append(spec.name)
         return names
+
+    def extraction(self, agent: str, stats: ExtractStats | None = None) -> Extraction:
+        """The agent spec's effect extractors (none when ``agent`` has no spec: a ``--source``
+        read of an agent this runbooks directory does not know). An invalid spec raises."""
+        from agentctl.errors import UnknownAgentError
+        from agentctl.spec.loader import load_agent
+
+        try:
+            spec = load_agent(agent, self.runbooks_dir)
+        except UnknownAgentError:
+            spec = None
+        return Extraction(spec, stats)
+
+    def _with_effects(self, result: ActionsResult) -> ActionsResult:
+        """Derived effects on the listed actions (``count`` and ``--where`` see the records as
+        written; see :mod:`agentctl.trace.extract`)."""
+        if result.actions:
+            derive = self.extraction(result.agent, result.derived)
+            result.actions = list(derive.all(result.actions))
+        return result
 
     def _s3(self, source: str) -> Any | None:
         if not source.startswith("s3://"):
@@ -180,7 +205,7 @@ class Traces:
                 )
             )
             _add_invalid(result.stats, listing)
-            return result
+            return self._with_effects(result)
         for record in iter_actions(
             source,
             agent,
@@ -195,7 +220,7 @@ class Traces:
             result.count += 1
             if not count_only and (limit is None or len(result.actions) < limit):
                 result.actions.append(record)
-        return result
+        return self._with_effects(result)
 
     def _athena(
         self,
@@ -241,7 +266,7 @@ class Traces:
             result.count += 1
             if result.limit is None or len(result.actions) < result.limit:
                 result.actions.append(record)
-        return result
+        return self._with_effects(result)
 
     def trace(
         self,
@@ -290,11 +315,31 @@ class Traces:
             chains = [
                 decision_chain(src, a, stats=stats, s3_client=s3, engine=engine) for a in found
             ]
-            return TraceResult(ident, src, chains, stats)
+            derived = ExtractStats()
+            return TraceResult(
+                ident, src, self._chains_with_effects(chains, derived), stats, derived
+            )
         assert last is not None
         if len(sources) > 1:
             last.message = f"no action with id or idempotency key {ident!r} in any audit location"
         raise last
+
+    def _chains_with_effects(self, chains: list[Chain], derived: ExtractStats) -> list[Chain]:
+        """Derived effects on each chain's action and on the earlier tool calls it shows."""
+        by_agent: dict[str, Extraction] = {}
+        out = []
+        for chain in chains:
+            derive = by_agent.get(chain.action.agent)
+            if derive is None:
+                derive = by_agent[chain.action.agent] = self.extraction(chain.action.agent, derived)
+            action = derive(chain.action)
+            records: list[Any] = []
+            for r in chain.records:
+                if isinstance(r, ActionRecord):
+                    r = action if r.span_id == action.span_id else derive(r)
+                records.append(r)
+            out.append(Chain(action, records))
+        return out
 
 
 def _add_invalid(stats: ScanStats, listing: ScanStats) -> None:

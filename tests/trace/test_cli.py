@@ -164,6 +164,7 @@ def test_json_output_is_stable(cli: Run, tmp_path: Path, clock: FakeClock) -> No
         "shown",
         "actions",
         "scan",
+        "derived_effects",
         "sql",
     }
     assert out["schema"] == "agentctl.actions/v1"
