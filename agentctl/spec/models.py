@@ -26,10 +26,12 @@ from agentctl.spec.release import Compensation, Mitigation, ReleasePointer
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 IAM_ACTION = re.compile(r"^(\*|[a-z0-9-]+:[A-Za-z0-9*]+)$")
+# where an effect extractor reads a value: a field of the call's arguments, or its result
+EFFECT_PATH = re.compile(r"^(args(\.[A-Za-z0-9_\-]+)+|result(\.[A-Za-z0-9_\-]+)*)$")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Phase(StrEnum):
