@@ -13,6 +13,7 @@ from agentctl.cli.errors import boundary
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agentctl.trace.extract import ExtractStats
     from agentctl.trace.scan import ScanStats
     from agentctl.trace.service import ActionsResult, TraceResult
 
@@ -45,6 +46,21 @@ def _report_bad(con: Console, stats: ScanStats) -> None:
     con.print(f"warning: {stats.bad_total} unreadable lines skipped ({reasons})", style="yellow")
     for e in stats.examples:
         con.print(f"  {e.file}:{e.line}: {e.reason}: {e.detail}", style="yellow", markup=False)
+
+
+def _report_missing(con: Console, derived: ExtractStats) -> None:
+    """Effects the spec's extractors could not read are reported, as bad lines are."""
+    if not derived.missing_total:
+        return
+    con.print(
+        f"warning: {derived.missing_total} values the spec's effect extractors could not read "
+        "(those actions list fewer effects):",
+        style="yellow",
+    )
+    for (tool, name, path, reason), n in sorted(derived.missing.items()):
+        con.print(f"  {n}x {tool} {name} {path}: {reason}", style="yellow", markup=False)
+    for m in derived.examples:
+        con.print(f"  e.g. action {m.action_id}: {m.field} {m.path}", style="yellow", markup=False)
 
 
 def _show_actions(result: ActionsResult) -> None:
@@ -103,6 +119,7 @@ def _show_actions(result: ActionsResult) -> None:
         markup=False,
     )
     _report_bad(err, result.stats)
+    _report_missing(err, result.derived)
 
 
 def _show_trace(result: TraceResult) -> None:
@@ -163,13 +180,17 @@ def _show_trace(result: TraceResult) -> None:
         for e in a.effects:
             kind = "reversible" if e.reversible else "IRREVERSIBLE"
             details = f" {_short(e.details, 50)}" if e.details else ""
+            source = ", derived from the spec" if getattr(e, "derived", False) else ""
             effects.add(
                 Text(
-                    f"{e.system} {e.resource_type} {e.resource_id} {e.operation} ({kind}){details}"
+                    f"{e.system} {e.resource_type} {e.resource_id} {e.operation} "
+                    f"({kind}{source}){details}"
                 )
             )
         con.print(tree)
-    _report_bad(render.console(stderr=True), result.stats)
+    err = render.console(stderr=True)
+    _report_bad(err, result.stats)
+    _report_missing(err, result.derived)
 
 
 def register(app: typer.Typer) -> None:
