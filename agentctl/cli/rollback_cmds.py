@@ -241,6 +241,12 @@ def _show_plan(plan: RollbackPlan) -> None:
                 if plan.bad_lines
                 else ""
             )
+            + (
+                f" · {plan.derived.missing_total} effect values the spec's extractors could not"
+                " read (see `agentctl actions`)"
+                if plan.derived.missing_total
+                else ""
+            )
         )
         for problem in comp.problems[:10]:
             out.print(

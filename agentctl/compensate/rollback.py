@@ -31,6 +31,7 @@ from agentctl.releases.catalog import ReleaseCatalog
 from agentctl.releases.model import Mark, Release
 from agentctl.spec.loader import find_spec
 from agentctl.spec.models import AgentSpec, StepSpec
+from agentctl.trace.extract import ExtractStats
 
 if TYPE_CHECKING:
     from agentctl.ops import Agentctl
@@ -65,6 +66,7 @@ class RollbackPlan:
     already_done: int = 0
     new_mitigations: int = 0  # mitigation items not yet in the ledger
     bad_lines: int = 0
+    derived: ExtractStats = field(default_factory=ExtractStats)  # effects from the spec
 
     @property
     def pointer_change(self) -> str | None:
@@ -99,6 +101,7 @@ class RollbackPlan:
             "already_compensated": self.already_done,
             "to_send": self.to_send,
             "bad_record_lines": self.bad_lines,
+            "derived_effects": self.derived.to_dict(),
         }
 
 
@@ -178,6 +181,7 @@ class Rollback:
                 source=options.source,
                 stats=stats,
                 spec_dir=find_spec(agent, self.ac.runbooks_dir).parent,
+                derived=plan.derived,
             )
             plan.compensation = plan_compensations(
                 spec,

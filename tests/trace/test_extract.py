@@ -372,6 +372,10 @@ def test_rollback_compensates_from_derived_effects(
     # and the plan says so instead of sending something half-filled
     [problem] = plan.compensation.problems
     assert problem.action_id == "act-000004" and "payload template failed" in problem.message
+    # ... and the plan counts the value the extractor could not read
+    missing = plan.to_dict()["derived_effects"]
+    assert (missing["effects"], missing["missing"]) == (3, 1)
+    assert missing["examples"][0]["action_id"] == "act-000004"
 
     result = agentctl.execute_rollback(plan, reason="test")
     # 3 compensations sent; the plan problem makes the rollback partial (exit 3), as documented
