@@ -1,19 +1,27 @@
 """A local columnar cache of day partitions, so repeated queries do not re-parse JSONL.
 
 The first DuckDB query over a day partition parses its JSONL once (as it must, to classify
-every line) and keeps the valid records as a Parquet file: the extracted fields, the timestamp
-and the original line. The cache is derived data, never the record of truth:
+every line) and keeps, in the same pass, a few columns per line in Parquet: the partition, the
+file, whether the line is a valid record, the timestamp, ``record_type``, ``agent``, ``tool``, and
+the value (JSON text) of every ``--where`` path asked so far. It does not keep the line itself:
+a listing re-reads the few source files that hold its results. The cache is derived data, never
+the record of truth:
 
 - each cached partition has a manifest listing the source files with their size and mtime (S3:
   ETag); any change (a writer appended, a file appeared) rebuilds that partition on next read;
 - the manifest also keeps the partition's scan statistics (lines, bad lines by reason, the first
   locations), so bad input is still reported on every query, not only on the first;
+- a query with a ``--where`` path the manifest does not list rebuilds the partition once with that
+  path added (the parse it needs anyway), keeping the paths it had;
+- partitions built by one query share one Parquet file (a *batch*, rows tagged with their
+  partition): one write, not one per day; a batch no manifest refers to any more is deleted;
 - it lives under ``$AGENTCTL_TRACE_CACHE`` (default ``$XDG_CACHE_HOME/agentctl/trace``, i.e.
   ``~/.cache/agentctl/trace``); ``AGENTCTL_TRACE_CACHE=off`` disables it; deleting the directory
   is always safe.
 
-Writes are atomic (temporary file, then rename); two processes building the same partition
-both produce the same content, and the last rename wins.
+Writes are atomic (temporary file, then rename; the batch before the manifests that name it);
+two processes building the same partition both produce a correct batch, and the last manifest
+written wins.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +38,9 @@ from typing import Any
 from agentctl.trace.scan import BadLine, ScanStats
 from agentctl.trace.source import RecordFile
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ENV = "AGENTCTL_TRACE_CACHE"
+MAX_PATHS = 32  # --where paths kept per partition; beyond that a query reads the JSONL
 
 
 def default_root() -> Path | None:
@@ -45,8 +56,20 @@ def default_root() -> Path | None:
 
 @dataclass(frozen=True)
 class Entry:
-    parquet: Path
+    base: Path  # the location's cache directory (batches live under it)
+    partition: str
     manifest: Path
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A current cache entry: the partition's rows are those of ``part`` in ``batch``; ``file``
+    values index ``names``."""
+
+    stats: ScanStats
+    batch: Path
+    names: list[str]
+    paths: list[str]
 
 
 def signature(files: list[RecordFile]) -> list[list[Any]]:
@@ -54,37 +77,85 @@ def signature(files: list[RecordFile]) -> list[list[Any]]:
 
 
 class PartitionCache:
-    """Cached Parquet per (location, partition, kinds)."""
+    """Cached columns per (location, partition, kinds)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def entry(self, location: str, partition: str, kinds: str) -> Entry:
         digest = hashlib.sha256(f"{location}\0{kinds}".encode()).hexdigest()[:20]
-        base = self.root / digest / partition
-        return Entry(base / "records.parquet", base / "manifest.json")
+        base = self.root / digest
+        return Entry(base, partition, base / partition / "manifest.json")
 
-    def lookup(self, entry: Entry, files: list[RecordFile]) -> ScanStats | None:
-        """The partition's stats if the cache is current for exactly these files, else None."""
+    def lookup(self, entry: Entry, files: list[RecordFile]) -> Cached | None:
+        """The partition's cache if it is current for exactly these files, else None."""
         try:
             manifest = json.loads(entry.manifest.read_text())
         except (OSError, ValueError):
             return None
-        if (
-            manifest.get("version") != CACHE_VERSION
-            or manifest.get("files") != signature(files)
-            or not entry.parquet.exists()
-        ):
+        if manifest.get("version") != CACHE_VERSION or manifest.get("files") != signature(files):
             return None
-        return stats_from(manifest["stats"])
+        batch = entry.base / "batches" / str(manifest["batch"])
+        if not batch.exists():
+            return None
+        return Cached(
+            stats_from(manifest["stats"]),
+            batch,
+            [str(n) for n in manifest["names"]],
+            [str(p) for p in manifest["paths"]],
+        )
 
-    def store(self, entry: Entry, files: list[RecordFile], stats: ScanStats) -> None:
-        """Record the manifest after the Parquet file was renamed into place."""
+    def new_batch(self, entry: Entry) -> tuple[Path, Path]:
+        """(temporary path, final path) for a new batch file next to ``entry``."""
+        folder = entry.base / "batches"
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{uuid.uuid4().hex}.parquet"
+        return folder / f".{final.name}.{os.getpid()}.tmp", final
+
+    def store(
+        self,
+        entry: Entry,
+        files: list[RecordFile],
+        stats: ScanStats,
+        batch: Path,
+        names: list[str],
+        paths: list[str],
+    ) -> None:
+        """Record the manifest after the batch file was renamed into place."""
         entry.manifest.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": CACHE_VERSION, "files": signature(files), "stats": stats.to_dict()}
+        doc = {
+            "version": CACHE_VERSION,
+            "files": signature(files),
+            "stats": stats.to_dict(),
+            "batch": batch.name,
+            "names": names,
+            "paths": paths,
+        }
         tmp = entry.manifest.with_name(f".{entry.manifest.name}.{os.getpid()}")
         tmp.write_text(json.dumps(doc))
         tmp.replace(entry.manifest)
+
+    def collect(self, base: Path) -> None:
+        """Delete the batches of ``base`` no manifest refers to (their partitions were rebuilt).
+        A batch younger than a minute is left alone: another process may have just renamed it
+        into place and not yet written the manifests that name it."""
+        folder = base / "batches"
+        if not folder.is_dir():
+            return
+        used = set()
+        for manifest in base.glob("*/manifest.json"):
+            try:
+                used.add(str(json.loads(manifest.read_text()).get("batch")))
+            except (OSError, ValueError):
+                continue
+        now = time.time()
+        for batch in folder.glob("*.parquet"):
+            try:
+                young = now - batch.stat().st_mtime < 60
+            except OSError:
+                continue
+            if batch.name not in used and not young:
+                batch.unlink(missing_ok=True)
 
 
 def stats_from(doc: dict[str, Any]) -> ScanStats:

@@ -1,14 +1,28 @@
 """The DuckDB engine: action queries over the day-partitioned JSONL (plain or gzip).
 
 The file list handed to DuckDB is already pruned to the day partitions the window touches
-(:mod:`agentctl.trace.source`), so a one-hour query opens one day's files, not thirty. Each line is
-read as text and parsed once with ``TRY(json_extract(line, [paths]))``: a corrupt line becomes a
-counted ``not_json`` row instead of an error that stops the scan (DuckDB's own ``ignore_errors``
-would drop it silently). With the partition cache (:mod:`agentctl.trace.cache`, on by default) a
-day is parsed once into Parquet with one column per field, and later queries read the columns.
-The classification mirrors :func:`agentctl.trace.scan.classify`; rows that match are validated with
-the pydantic models, so what DuckDB selects and what Python accepts cannot drift apart unnoticed
-(a matched row failing validation is counted as ``invalid``).
+(:mod:`agentctl.trace.source`), so a one-hour query opens one day's files, not thirty.
+
+Two readers, one classification:
+
+- the **fast scan** (counts, filters, the cache) uses DuckDB's own newline-delimited JSON reader
+  with an explicit column list: the base fields, and for each ``--where`` path only that path
+  (``args.amount`` is read as ``args STRUCT(amount JSON)``, so the rest of ``args`` is never
+  materialised). A line the reader cannot take (not JSON, not an object) comes back as a row of
+  NULLs; such rows, and every other bad line, are *flagged*;
+- the **exact scan** reads each line as text and parses it with ``TRY(json_extract(line,
+  [paths]))``: it names the reason of every bad line (``not_json``, ``not_object``,
+  ``unknown_version``, ``unknown_record_type``, ``invalid``) with its text, and returns lines. It
+  runs only where it is needed: on the files where the fast scan flagged a line (for the report),
+  on the few files holding the rows a listing shows (for their text), and for ``trace`` lookups
+  (lines pre-filtered on the quoted id before any JSON is parsed).
+
+A line the fast scan does not flag passes the exact scan's checks too (the same rules over the
+same parser's values), so counts and matches agree between the two; tests hold both to that.
+Rows that a listing shows are validated with the pydantic models, so what DuckDB selects and what
+Python accepts cannot drift apart unnoticed (a matched row failing validation is counted as
+``invalid``). With the partition cache (:mod:`agentctl.trace.cache`, on by default) the fast
+scan's columns are kept in Parquet, written by the same pass that answers the first query.
 
 S3 locations: the pruned objects are downloaded to a temporary directory first (no httpfs
 extension needed; the download is bounded by the window's partitions).
@@ -22,22 +36,23 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from agentctl.trace import where as where_lang
-from agentctl.trace.cache import Entry, PartitionCache, default_root
+from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
 from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord
 from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
 MEMORY_LIMIT = "512MB"
 MAX_LINE = 8 * 1024 * 1024  # longer lines: the python engine reads them
-# Fields pulled out of every line by ONE ``json_extract(line, [paths])`` call: each line is
-# parsed once (parsing dominates the cost); the list holds JSON fragments, ``v[i]``.
+RECORD_TYPES = ("action", "model_call", "retrieval", "input")
+# Fields pulled out of every line by ONE ``json_extract(line, [paths])`` call in the exact scan:
+# each line is parsed once; the list holds JSON fragments, ``v[i]``.
 FIELDS = (
     "record_type",
     "agent",
@@ -52,6 +67,7 @@ FIELDS = (
     "schema_version",
 )
 _F = {name: i + 1 for i, name in enumerate(FIELDS)}
+# The fields the fast scan reads as text (``ts`` too, cast in SQL; ``schema_version`` as JSON).
 STRING_COLUMNS = (
     "record_type",
     "agent",
@@ -63,7 +79,8 @@ STRING_COLUMNS = (
     "trace_id",
     "span_id",
 )
-JSON_COLUMNS = ("args", "result")  # kept as JSON text: --where on args.* parses only args
+CACHED_COLUMNS = ("record_type", "agent", "tool")  # with file, bad, ts; --where paths on demand
+REQUIRED = ("agent", "trace_id", "span_id")
 REQUIRED_ACTION = ("agent", "tool", "action_id", "idempotency_key", "unit_of_work", "status")
 # Values whose JSON text is just the value in double quotes, in any writer's output (and in
 # DuckDB's re-serialised fragments): those compare as fragments, without a second parse.
@@ -131,7 +148,7 @@ class _FragmentDialect(where_lang.SqlDialect):
 
 
 class Shape:
-    """How a relation ``c`` exposes the record fields: raw fragments or cached columns."""
+    """How a relation ``c`` exposes the record fields."""
 
     def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -144,7 +161,8 @@ class Shape:
 
 
 class DirectShape(Shape):
-    """``v`` = fragments of FIELDS, then of ``extra`` paths (one parse per line)."""
+    """The exact scan: ``v`` = fragments of FIELDS, then of ``extra`` paths (one parse per
+    line)."""
 
     def __init__(self, extra: list[str]) -> None:
         self.extra = extra
@@ -164,8 +182,9 @@ class DirectShape(Shape):
         return where_lang.to_sql(node, _FragmentDialect(frags))
 
 
-class CachedShape(Shape):
-    """One column per string field, ``args``/``result`` as JSON text, ``line`` for the rest."""
+class ColumnShape(Shape):
+    """The fast scan and the cache: text columns, each --where path a JSON-text column named
+    after it (``"$.args.amount"``)."""
 
     def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
         params[param] = value
@@ -175,47 +194,32 @@ class CachedShape(Shape):
         return name
 
     def where(self, node: where_lang.Node) -> str:
-        return self.split(node)[1]
+        frags = {p: _ident(p) for p in _paths(node)}
+        return where_lang.to_sql(node, _FragmentDialect(frags))
 
-    def split(self, node: where_lang.Node) -> tuple[list[str], str]:
-        """Projections that extract every --where path with one parse per JSON column (each
-        named ``w_<column>``), and the condition over them. Used as
-        ``SELECT *, <projections> FROM c WHERE <base>`` so only rows passing the cheap
-        column filters are parsed."""
-        groups: dict[str, list[str]] = {}
-        frags: dict[str, str] = {}
-        for path in _paths(node):
-            parts = path[2:].split(".")
-            if len(parts) == 1 and parts[0] in STRING_COLUMNS:
-                frags[path] = f"to_json({parts[0]})"
-                continue
-            column = parts[0] if parts[0] in JSON_COLUMNS and len(parts) > 1 else "line"
-            rest = "$" + "".join(f".{p}" for p in parts[1:]) if column != "line" else path
-            paths = groups.setdefault(column, [])
-            paths.append(rest)
-            frags[path] = f"w_{column}[{len(paths)}]"
-        projections = [
-            f"json_extract({column}, [{', '.join(repr(p) for p in paths)}]) AS w_{column}"
-            for column, paths in groups.items()
-        ]
-        return projections, where_lang.to_sql(node, _FragmentDialect(frags))
+
+def _ident(path: str) -> str:
+    # paths are identifiers joined by dots (the --where grammar): safe inside double quotes
+    return '"' + path.replace('"', "") + '"'
 
 
 def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
-    """SQL of the relation ``c(file, line, v, ts, bad)`` over the files in ``$files``;
-    ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
+    """The exact scan: SQL of the relation ``c(file, line, v, ts, bad)`` over the files in
+    ``$files``; ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
     paths = (
         "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "".join(f", '{p}'" for p in extra or []) + "]"
     )
     missing = " OR ".join(f"COALESCE({v(f)}, 'null') = 'null'" for f in REQUIRED_ACTION)
-    types = ", ".join(f"'\"{t}\"'" for t in ("action", "model_call", "retrieval", "input"))
+    types = ", ".join(f"'\"{t}\"'" for t in RECORD_TYPES)
+    # MATERIALIZED with a prefilter: else the optimizer may push a caller's condition on ``v``
+    # below the substring test, parsing every line instead of the few that hold the needle.
     return f"""
-    WITH raw AS (
+    WITH raw AS {"MATERIALIZED " if prefilter else ""}(
         SELECT filename AS file, line, TRY(json_extract(line, {paths})) AS v
         FROM read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
                       auto_detect = false, delim = '\x01', quote = '', escape = '',
-                      filename = true, max_line_size = {MAX_LINE})
+                      strict_mode = false, filename = true, max_line_size = {MAX_LINE})
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
               {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
@@ -238,6 +242,81 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
     )"""
 
 
+# The timestamp: ``...Z`` (what writers of this schema write) casts without time zone rules;
+# any other form (an offset, no zone = UTC) through TIMESTAMPTZ. Either way UTC, no zone.
+_TS = (
+    "(CASE WHEN ends_with(ts, 'Z') THEN TRY_CAST(ts AS TIMESTAMP) "
+    "ELSE TRY_CAST(TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+)
+
+
+def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
+    """The ``columns`` map of the fast scan and, per --where path, the SQL of its JSON text.
+
+    A path under a base field reads that field (``to_json`` of its text); any other first name
+    is read as a STRUCT of just the names asked under it, or as JSON when a path asks for it
+    whole or goes deeper than one level (then ``json_extract`` on that value)."""
+    columns = {c: "VARCHAR" for c in STRING_COLUMNS} | {"ts": "VARCHAR", "schema_version": "JSON"}
+    frags: dict[str, str] = {}
+    roots: dict[str, list[tuple[str, ...]]] = {}
+    for path in paths:
+        parts = tuple(path[2:].split("."))
+        if parts[0] in columns:
+            if len(parts) > 1:
+                frags[path] = "NULL::JSON"  # a field of a string: never there
+            elif parts[0] == "schema_version":
+                frags[path] = "schema_version"
+            else:
+                frags[path] = f"to_json({parts[0]})"
+        else:
+            roots.setdefault(parts[0], []).append(parts[1:])
+    for root, rests in roots.items():
+        if all(len(r) == 1 for r in rests):
+            names = sorted({r[0] for r in rests})
+            columns[root] = "STRUCT(" + ", ".join(f'"{n}" JSON' for n in names) + ")"
+            for rest in rests:
+                frags["$." + ".".join((root, *rest))] = f"struct_extract({root}, '{rest[0]}')"
+        else:
+            columns[root] = "JSON"
+            for rest in rests:
+                sub = "$" + "".join(f".{p}" for p in rest)
+                path = "$." + ".".join((root, *rest))
+                frags[path] = root if not rest else f"json_extract({root}, '{sub}')"
+    spec = "{" + ", ".join(f"'{k}': '{t}'" for k, t in columns.items()) + "}"
+    return spec, frags
+
+
+def _fast(paths: list[str], part: bool = False) -> str:
+    """The fast scan: SQL selecting ``file`` (index in ``$files``, from 0), ``bad`` (the line
+    is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS and one column per --where path,
+    over the files in ``$files`` (and ``part``, from ``$parts``, when asked)."""
+    spec, frags = _read_columns(paths)
+    versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
+    types = ", ".join(f"'{t}'" for t in RECORD_TYPES)
+    flag = " OR ".join(
+        [
+            "schema_version IS NULL",
+            f"schema_version NOT IN ({versions})",
+            "record_type IS NULL",
+            f"record_type NOT IN ({types})",
+            "t IS NULL",
+            *(f"{c} IS NULL" for c in REQUIRED),
+            "(record_type = 'action' AND ("
+            + " OR ".join(f"{c} IS NULL" for c in REQUIRED_ACTION)
+            + "))",
+        ]
+    )
+    extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
+    return f"""
+        SELECT {"$parts[fi] AS part, " if part else ""}(fi - 1)::UINTEGER AS file,
+            COALESCE({flag}, true) AS bad, t AS ts, {", ".join(CACHED_COLUMNS)}{extra}
+        FROM (
+            SELECT *, {_TS} AS t, list_position($files, filename) AS fi
+            FROM read_json($files, format = 'newline_delimited', columns = {spec},
+                           ignore_errors = true, filename = true)
+        )"""
+
+
 def action_conds(
     shape: Shape,
     agent: str,
@@ -247,10 +326,14 @@ def action_conds(
     tool: str | None,
     params: dict[str, Any],
 ) -> str:
-    """A ``FROM`` clause (``m``) holding exactly the matching action rows."""
+    """The condition selecting exactly the matching action rows of the relation."""
+    if isinstance(shape, ColumnShape):
+        since, until = _naive(since), _naive(until)
+        conds = ["NOT bad"]
+    else:
+        conds = ["bad IS NULL"]
     params.update(since=since, until=until)
-    conds = [
-        "bad IS NULL",
+    conds += [
         shape.eq("record_type", "rtype", "action", params),
         shape.eq("agent", "agent", agent, params),
         "ts >= $since",
@@ -258,26 +341,29 @@ def action_conds(
     ]
     if tool:
         conds.append(shape.eq("tool", "tool", tool, params))
-    base = " AND ".join(conds)
-    if node is None:
-        return f"(SELECT * FROM c WHERE {base}) AS m"
-    if isinstance(shape, CachedShape):
-        projections, cond = shape.split(node)
-        extra = "".join(f", {p}" for p in projections)
-        return f"(SELECT *{extra} FROM c WHERE {base}) AS m WHERE {cond}"
-    return f"(SELECT * FROM c WHERE {base} AND {shape.where(node)}) AS m"
+    if node is not None:
+        conds.append(shape.where(node))
+    return " AND ".join(conds)
+
+
+def _naive(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
 class _Files:
     """Local JSONL paths DuckDB can open for the record files: local JSONL as they are; S3
     objects downloaded and OTLP JSON normalised into a temporary directory."""
 
-    def __init__(self, location: Location, files: list[RecordFile], stats: ScanStats) -> None:
+    def __init__(
+        self,
+        location: Location,
+        files: list[RecordFile],
+        stats: ScanStats | Callable[[RecordFile], ScanStats],
+    ) -> None:
         self.location = location
         self.files = files
         self.stats = stats
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.display: dict[str, str] = {}
 
     def _tmpdir(self) -> Path:
         if self._tmp is None:
@@ -291,8 +377,9 @@ class _Files:
                 from agentctl.trace.otlp import normalise
                 from agentctl.trace.scan import open_text
 
+                stats = self.stats(file) if callable(self.stats) else self.stats
                 with self.location.open(file) as body, open_text(file.name, body) as text:
-                    records = normalise(file.name, text.read(), self.stats)
+                    records = normalise(file.name, text.read(), stats)
                 path = self._tmpdir() / f"{i:06d}.jsonl"
                 path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
             elif isinstance(self.location, LocalLocation):
@@ -303,7 +390,6 @@ class _Files:
                 with self.location.open(file) as body, open(path, "wb") as out:
                     shutil.copyfileobj(body, out, 1 << 20)
             paths.append(str(path))
-            self.display[str(path)] = file.name
         return paths
 
     def __exit__(self, *exc: object) -> None:
@@ -311,47 +397,46 @@ class _Files:
             self._tmp.cleanup()
 
 
-def _classify_stats(
-    con: Any,
-    relation: str,
-    params: dict[str, Any],
-    display: dict[str, str],
-    stats: ScanStats,
-    local: dict[str, str] | None = None,
+def _exact_stats(
+    con: Any, paths: list[str], names: list[str], stats: ScanStats, room: int = MAX_EXAMPLES
 ) -> None:
-    """Lines and bad lines (by reason, first locations) of ``relation`` (a parquet file or the
-    direct CTE) into ``stats``."""
-    rows = con.execute(f"{relation} SELECT bad, count(*) FROM c GROUP BY bad", params).fetchall()
-    _add_counts(con, relation, params, display, stats, rows, local)
+    """Lines and bad lines (by reason, first locations) of the files ``paths`` (shown as
+    ``names``), from the exact scan; a file DuckDB cannot read at all is read by Python."""
+    import duckdb
 
-
-def _add_counts(
-    con: Any,
-    relation: str,
-    params: dict[str, Any],
-    display: dict[str, str],
-    stats: ScanStats,
-    rows: list[tuple[Any, ...]],
-    local: dict[str, str] | None = None,
-) -> None:
-    """Add ``(bad, count, ...)`` rows to ``stats``; fetch the first bad lines as examples."""
-    for bad, count, *_ in rows:
+    display = dict(zip(paths, names, strict=True))
+    try:
+        rows = con.execute(
+            f"{_classified()} SELECT bad, count(*) FROM c GROUP BY bad", {"files": paths}
+        ).fetchall()
+    except duckdb.Error:
+        for path, name in zip(paths, names, strict=True):
+            _python_stats(path, name, stats)
+        return
+    for bad, count in rows:
         stats.lines += int(count)
         if bad is not None:
             stats.bad[str(bad)] += int(count)
-    room = MAX_EXAMPLES - len(stats.examples)
+    room = min(room, MAX_EXAMPLES - len(stats.examples))
     if stats.bad_total and room > 0:
         examples = con.execute(
-            f"{relation} SELECT bad, file, line FROM c WHERE bad IS NOT NULL "
+            f"{_classified()} SELECT bad, file, line FROM c WHERE bad IS NOT NULL "
             f"ORDER BY file LIMIT {room}",
-            {"files": params["files"]},
+            {"files": paths},
         ).fetchall()
         for bad, file, line in examples:
-            path = (local or {}).get(file, file)
-            number = _line_number(path, line) if os.path.exists(path) else 0
+            number = _line_number(file, line) if os.path.exists(file) else 0
             stats.examples.append(
                 BadLine(display.get(file, file), number, str(bad), (line or "")[:80])
             )
+
+
+def _python_stats(path: str, name: str, stats: ScanStats) -> None:
+    from agentctl.trace.scan import decode_lines, open_text, validate
+
+    with open(path, "rb") as raw, open_text(path, raw) as text:
+        for number, data in decode_lines(name, text, stats):
+            validate(name, number, data, stats)
 
 
 def _line_number(path: str, line: str) -> int:
@@ -365,12 +450,20 @@ def _line_number(path: str, line: str) -> int:
     return 0
 
 
-class _Scan:
-    """The relation ``c`` over record files, with ``stats`` filled, and its :class:`Shape`.
+def _cache_of(cache: PartitionCache | bool | None) -> PartitionCache | None:
+    if cache is True:
+        root = default_root()
+        return PartitionCache(root) if root is not None else None
+    return cache or None
 
-    With a cache (the default), each day partition is parsed once into Parquet and read from
-    there while its files are unchanged; without, the JSONL is classified directly.
-    """
+
+class _Rows:
+    """The fast-scan rows of the record files: from the cache (building what is missing, in
+    the same pass as it reads) or straight from the JSONL. Fills ``stats``; flagged files are
+    classified by the exact scan for the report.
+
+    ``relation``: SQL of ``r(file, bad, ts, record_type, agent, tool, <paths>)``, with
+    ``params``; ``file`` names a source file through :meth:`source`."""
 
     def __init__(
         self,
@@ -380,100 +473,150 @@ class _Scan:
         stats: ScanStats,
         *,
         kinds: str,
-        node: where_lang.Node | None = None,
-        cache: PartitionCache | bool | None = True,
-        needle: str | None = None,
-        defer_stats: bool = False,
+        paths: list[str],
+        cache: PartitionCache | bool | None,
     ) -> None:
         self.con = con
-        self.needle = needle
-        self.defer_stats = defer_stats  # direct mode: the caller counts lines in its own pass
-        self.display: dict[str, str] = {}
         self.location = location
         self.files = files
         self.stats = stats
         self.kinds = kinds
-        self.node = node
-        if cache is True:
-            root = default_root()
-            cache = PartitionCache(root) if root is not None else None
-        self.cache: PartitionCache | None = cache or None
+        self.paths = paths
+        self.cache = _cache_of(cache) if len(paths) <= MAX_PATHS else None
         self._direct: _Files | None = None
+        self.names: dict[str, list[str]] = {}  # batch (or "" = direct) -> file index -> name
+        self.relation = ""
+        self.params: dict[str, Any] = {}
+        self._local: list[str] = []
 
-    def __enter__(self) -> tuple[str, dict[str, Any], Shape]:
+    def source(self, batch: str, index: int) -> RecordFile:
+        name = self.names[batch][index]
+        return next(f for f in self.files if f.name == name)
+
+    def __enter__(self) -> _Rows:
         if self.cache is not None:
             import duckdb
 
             try:
-                return self._cached(self.cache)
+                self._cached(self.cache)
+                return self
             except (OSError, duckdb.IOException):
                 self.cache = None  # unwritable cache directory: read directly
         self._direct = _Files(self.location, self.files, self.stats)
         paths = self._direct.__enter__()
         self.stats.files += len(paths)
-        display = dict(zip(paths, (f.name for f in self.files), strict=True))
-        params: dict[str, Any] = {"files": paths}
-        extra = _paths(self.node)
-        if self.needle is not None:
-            # A lookup without the cache parses only the lines holding the id; the others are
-            # neither parsed nor classified (the scan statistics say so: lines = 0).
-            params["needle"] = self.needle
-            return _classified(extra=extra, prefilter=True), params, DirectShape(extra)
-        relation = _classified(extra=extra)
-        self.display = display
-        if not self.defer_stats:
-            _classify_stats(self.con, relation, params, display, self.stats)
-        return relation, params, DirectShape(extra)
+        self.names[""] = [f.name for f in self.files]
+        self.relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}))"
+        self.params = {"files": paths}
+        self._local = paths
+        return self
+
+    def count_direct(self, match: str, params: dict[str, Any]) -> int:
+        """Direct mode in one pass: lines, flagged lines and matches per file."""
+        rows = self.con.execute(
+            f"SELECT file, count(*), count(*) FILTER (WHERE bad), "
+            f"count(*) FILTER (WHERE {match}) FROM {self.relation} GROUP BY file",
+            self.params | params,
+        ).fetchall()
+        return self.tally(rows)
+
+    def tally(self, rows: list[tuple[Any, ...]]) -> int:
+        """Add ``(file, lines, flagged, matches)`` rows (direct mode) to the stats; the exact
+        scan classifies the files with flagged lines. Returns the matches."""
+        flagged = sorted(int(f) for f, _, bad, _ in rows if bad)
+        self.stats.lines += sum(int(n) for f, n, bad, _ in rows if not bad)
+        if flagged:
+            _exact_stats(
+                self.con,
+                [self._local[i] for i in flagged],
+                [self.files[i].name for i in flagged],
+                self.stats,
+            )
+        return sum(int(r[3]) for r in rows)
 
     def __exit__(self, *exc: object) -> None:
         if self._direct is not None:
             self._direct.__exit__(*exc)
 
-    def _cached(self, cache: PartitionCache) -> tuple[str, dict[str, Any], Shape]:
+    def _cached(self, cache: PartitionCache) -> None:
         by_part: dict[str, list[RecordFile]] = {}
         for f in self.files:
             by_part.setdefault(f.partition, []).append(f)
-        parquets = []
-        total = ScanStats()  # merged only when every partition is available
+        ready: dict[str, Cached] = {}
+        stale: dict[str, tuple[Entry, list[str]]] = {}
         for part, files in sorted(by_part.items()):
             entry = cache.entry(self.location.url, part, self.kinds)
-            part_stats = cache.lookup(entry, files)
-            if part_stats is None:
-                part_stats = self._build(cache, entry, files)
-            total.merge(part_stats)
-            parquets.append(str(entry.parquet))
+            found = cache.lookup(entry, files)
+            if found is not None and set(self.paths) <= set(found.paths):
+                ready[part] = found
+            else:
+                stale[part] = (entry, found.paths if found is not None else [])
+        if stale:
+            ready.update(self._build(cache, by_part, stale))
+        total = ScanStats()
+        batches: dict[str, list[str]] = {}
+        for part in sorted(ready):
+            total.merge(ready[part].stats)
+            batches.setdefault(str(ready[part].batch), []).append(part)
+            self.names[str(ready[part].batch)] = ready[part].names
         self.stats.merge(total)
-        return "WITH c AS (SELECT * FROM read_parquet($files))", {"files": parquets}, CachedShape()
+        cols = ", ".join(["file", "bad", "ts", *CACHED_COLUMNS, *map(_ident, self.paths)])
+        selects = []
+        for i, (batch, parts) in enumerate(sorted(batches.items())):
+            self.params[f"b{i}"] = batch
+            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
+            selects.append(
+                f"SELECT $b{i} AS batch, {cols} FROM read_parquet($b{i}) WHERE part IN ({listed})"
+            )
+        self.relation = "(" + " UNION ALL ".join(selects) + ")"
+        if not selects:  # no files: an empty relation of the same shape
+            self.relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}) WHERE false)"
+            self.params["files"] = []
 
-    def _build(self, cache: PartitionCache, entry: Entry, files: list[RecordFile]) -> ScanStats:
-        stats = ScanStats()
-        entry.parquet.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.parquet.with_name(f".{entry.parquet.name}.{os.getpid()}.tmp")
-        extra = [f"$.{c}" for c in JSON_COLUMNS]
-        strings = ", ".join(f"json_extract_string({v(c)}, '$') AS {c}" for c in STRING_COLUMNS)
-        jsons = ", ".join(
-            f"v[{len(FIELDS) + i + 1}]::VARCHAR AS {c}" for i, c in enumerate(JSON_COLUMNS)
-        )
-        with _Files(self.location, files, stats) as paths:
-            stats.files += len(paths)
-            names = [f.name for f in files]
-            self.con.execute("CREATE OR REPLACE TEMP TABLE names (path VARCHAR, name VARCHAR)")
-            self.con.executemany(
-                "INSERT INTO names VALUES (?, ?)", list(zip(paths, names, strict=True))
-            )
-            self.con.execute(
-                f"COPY ({_classified(extra)} SELECT n.name AS file, line, ts, bad, {strings}, "
-                f"{jsons} FROM c JOIN names n ON c.file = n.path ORDER BY bad NULLS FIRST, ts) "
-                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
-                {"files": paths},
-            )
-            relation = "WITH c AS (SELECT * FROM read_parquet($files))"
-            # line numbers of bad lines are looked up in the local copies
-            local = dict(zip(names, paths, strict=True))
-            _classify_stats(self.con, relation, {"files": [str(tmp)]}, {}, stats, local)
-        tmp.replace(entry.parquet)
-        cache.store(entry, files, stats)
-        return stats
+    def _build(
+        self,
+        cache: PartitionCache,
+        by_part: dict[str, list[RecordFile]],
+        stale: dict[str, tuple[Entry, list[str]]],
+    ) -> dict[str, Cached]:
+        """Parse the stale partitions once into one new batch; their manifests name it."""
+        paths = list(self.paths)
+        for _, old in stale.values():
+            paths += [p for p in old if p not in paths][: max(MAX_PATHS - len(paths), 0)]
+        files = [f for part in sorted(stale) for f in by_part[part]]
+        part_stats = {part: ScanStats(files=len(by_part[part])) for part in stale}
+        first = next(iter(stale.values()))[0]
+        tmp, final = cache.new_batch(first)
+        try:
+            with _Files(self.location, files, lambda f: part_stats[f.partition]) as local:
+                self.con.execute(
+                    f"COPY ({_fast(paths, part=True)}) TO '{_sql_path(tmp)}' "
+                    "(FORMAT parquet, COMPRESSION snappy)",
+                    {"files": local, "parts": [f.partition for f in files]},
+                )
+                rows = self.con.execute(
+                    "SELECT file, count(*), count(*) FILTER (WHERE bad) FROM read_parquet($b) "
+                    "GROUP BY file ORDER BY file",
+                    {"b": str(tmp)},
+                ).fetchall()
+                for index, lines, flagged in rows:
+                    f = files[int(index)]
+                    if flagged:
+                        _exact_stats(
+                            self.con, [local[int(index)]], [f.name], part_stats[f.partition]
+                        )
+                    else:
+                        part_stats[f.partition].lines += int(lines)
+            tmp.replace(final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        names = [f.name for f in files]
+        out = {}
+        for part, (entry, _) in stale.items():
+            cache.store(entry, by_part[part], part_stats[part], final, names, paths)
+            out[part] = Cached(part_stats[part], final, names, paths)
+        cache.collect(first.base)
+        return out
 
 
 def _sql_path(path: Path) -> str:
@@ -498,25 +641,15 @@ def count_actions(
     node = where_lang.parse(where) if where else None
     con = connect()
     try:
-        scan = _Scan(
-            con, location, files, stats, kinds="actions", node=node, cache=cache, defer_stats=True
-        )
-        with scan as (relation, params, shape):
-            matching = action_conds(shape, agent, since, until, node, tool, params)
-            if isinstance(shape, DirectShape):
-                # JSONL read directly: classify and count the matches in the same pass
-                head, tail = "(SELECT * FROM c WHERE ", ") AS m"
-                assert matching.startswith(head) and matching.endswith(tail)
-                match = matching[len(head) : -len(tail)]
-                rows = con.execute(
-                    f"{relation} SELECT bad, count(*), count(*) FILTER (WHERE {match}) "
-                    "FROM c GROUP BY bad",
-                    params,
-                ).fetchall()
-                total = sum(int(r[2]) for r in rows)
-                _add_counts(con, relation, params, scan.display, stats, rows)
-                return total
-            row = con.execute(f"{relation} SELECT count(*) FROM {matching}", params).fetchone()
+        rows = _Rows(con, location, files, stats, kinds="actions", paths=_paths(node), cache=cache)
+        with rows:
+            params: dict[str, Any] = {}
+            match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
+            if rows.cache is None:  # JSONL read directly: lines and matches in one pass
+                return rows.count_direct(match, params)
+            row = con.execute(
+                f"SELECT count(*) FROM {rows.relation} WHERE {match}", rows.params | params
+            ).fetchone()
             return int(row[0]) if row else 0
     finally:
         con.close()
@@ -536,40 +669,99 @@ def iter_actions(
     limit: int | None = None,
 ) -> Iterator[ActionRecord]:
     """Matching action records in (ts, action_id) order (the first ``limit``); bad lines
-    counted in ``stats``."""
+    counted in ``stats``.
+
+    The fast scan (or the cache) finds the matching rows; only the files holding the first
+    ``limit`` of them (by time) are then read as text for the records themselves."""
     if not files:
         return
     node = where_lang.parse(where) if where else None
     con = connect()
     try:
-        with _Scan(con, location, files, stats, kinds="actions", node=node, cache=cache) as (
-            relation,
-            params,
-            shape,
-        ):
-            matching = action_conds(shape, agent, since, until, node, tool, params)
-            cursor = con.execute(
-                f"{relation} SELECT file, line FROM {matching} "
-                f"ORDER BY ts, {shape.col('action_id')}"
-                + (f" LIMIT {int(limit)}" if limit is not None else ""),
-                params,
-            )
-            while batch := cursor.fetchmany(2048):
-                for file, line in batch:
-                    record = _validate(file, line, stats)
-                    if record is not None:
-                        yield record
+        params: dict[str, Any] = {}
+        with _Rows(
+            con, location, files, stats, kinds="actions", paths=_paths(node), cache=cache
+        ) as rows:
+            match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
+            if rows.cache is None:  # one pass over the JSONL: the report and the hits
+                con.execute(
+                    f"CREATE TEMP TABLE scan AS SELECT batch, file, bad, ts, "
+                    f"COALESCE({match}, false) AS hit FROM {rows.relation}",
+                    rows.params | params,
+                )
+                rows.tally(
+                    con.execute(
+                        "SELECT file, count(*), count(*) FILTER (WHERE bad), 0 FROM scan "
+                        "GROUP BY file"
+                    ).fetchall()
+                )
+            else:
+                con.execute(
+                    f"CREATE TEMP TABLE scan AS SELECT batch, file, ts, true AS hit "
+                    f"FROM {rows.relation} WHERE {match}",
+                    rows.params | params,
+                )
+            bound, last = "", {}
+            if limit is not None:
+                # every row among the first `limit` by (ts, action_id) has ts <= the limit-th ts
+                row = con.execute(
+                    f"SELECT max(ts) FROM (SELECT ts FROM scan WHERE hit ORDER BY ts "
+                    f"LIMIT {int(limit)})"
+                ).fetchone()
+                bound, last = " AND ts <= $last", {"last": row[0] if row else None}
+            holders = con.execute(
+                f"SELECT DISTINCT batch, file FROM scan WHERE hit{bound}", last
+            ).fetchall()
+            wanted = {rows.source(b, int(i)).name for b, i in holders}
+        if not wanted:
+            return
+        chosen = [f for f in files if f.name in wanted]
+        yield from _listing(con, location, chosen, agent, since, until, node, tool, stats, limit)
     finally:
         con.close()
 
 
-def _validate(file: str, line: str, stats: ScanStats) -> ActionRecord | None:
+def _listing(
+    con: Any,
+    location: Location,
+    files: list[RecordFile],
+    agent: str,
+    since: datetime,
+    until: datetime,
+    node: where_lang.Node | None,
+    tool: str | None,
+    stats: ScanStats,
+    limit: int | None,
+) -> Iterator[ActionRecord]:
+    """The matching records of ``files`` read as text (the exact scan), validated. Their bad
+    lines were counted already: only validation failures are added to ``stats``."""
+    extra = _paths(node)
+    shape = DirectShape(extra)
+    params: dict[str, Any] = {}
+    match = action_conds(shape, agent, since, until, node, tool, params)
+    with _Files(location, files, ScanStats()) as paths:
+        display = dict(zip(paths, (f.name for f in files), strict=True))
+        params["files"] = paths
+        cursor = con.execute(
+            f"{_classified(extra)} SELECT file, line FROM c WHERE {match} "
+            f"ORDER BY ts, {shape.col('action_id')}"
+            + (f" LIMIT {int(limit)}" if limit is not None else ""),
+            params,
+        )
+        while batch := cursor.fetchmany(2048):
+            for file, line in batch:
+                record = _validate(file, display.get(file, file), line, stats)
+                if record is not None:
+                    yield record
+
+
+def _validate(path: str, name: str, line: str, stats: ScanStats) -> ActionRecord | None:
     try:
         return ActionRecord.model_validate(json.loads(line))
     except (ValidationError, ValueError) as exc:
         detail = str(exc).splitlines()[0]
-        number = _line_number(file, line) if os.path.exists(file) else 0
-        stats.add_bad(file, number, "invalid", detail)
+        number = _line_number(path, line) if os.path.exists(path) else 0
+        stats.add_bad(name, number, "invalid", detail)
         return None
 
 
@@ -583,33 +775,39 @@ def find_lines(
     *,
     kinds: str,
     stats: ScanStats,
-    cache: PartitionCache | bool | None = True,
     needle: str | None = None,
 ) -> list[str]:
     """Raw lines of the valid records matching ``predicate(shape, params)`` (SQL over the
-    relation's fields and ``ts``), in time order."""
+    exact scan's fields and ``ts``), in time order.
+
+    With a ``needle`` (a substring every matching line holds) only the lines holding it are
+    parsed and classified; the others are not read as records (``stats.lines`` counts the
+    parsed ones). Without, every line is classified and counted. ``kinds`` is accepted for the
+    callers' symmetry with the cache (a lookup reads JSONL: the substring filter is as fast as
+    a cached column)."""
+    del kinds
     if not files:
         return []
     con = connect()
     try:
-        with _Scan(con, location, files, stats, kinds=kinds, cache=cache, needle=needle) as (
-            relation,
-            params,
-            shape,
-        ):
-            preds = predicate(shape, params)
-            alternatives = [preds] if isinstance(preds, str) else preds
-            if not isinstance(shape, CachedShape):  # JSONL: one pass with OR, not one per
-                alternatives = ["(" + ") OR (".join(alternatives) + ")"]
-            rows = []
-            for sql in alternatives:
-                rows += con.execute(
-                    f"{relation} SELECT line, epoch_us(ts) FROM c WHERE bad IS NULL AND ({sql})",
-                    params,
-                ).fetchall()
-            rows.sort(key=lambda r: r[1])
+        with _Files(location, files, stats) as paths:
+            stats.files += len(paths)
+            params: dict[str, Any] = {"files": paths}
+            if needle is not None:
+                params["needle"] = needle
+                relation = _classified(prefilter=True)
+            else:
+                relation = _classified()
+                _exact_stats(con, paths, [f.name for f in files], stats)
+            preds = predicate(DirectShape([]), params)
+            sql = preds if isinstance(preds, str) else "(" + ") OR (".join(preds) + ")"
+            rows = con.execute(
+                f"{relation} SELECT line, epoch_us(ts) FROM c WHERE bad IS NULL AND ({sql})",
+                params,
+            ).fetchall()
     finally:
         con.close()
+    rows.sort(key=lambda r: r[1])
     return [str(r[0]) for r in rows]
 
 

@@ -104,8 +104,12 @@ def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
         f.write(json.dumps(action(2).model_dump(mode="json")) + "\n")
     got = [r.action_id for r in iter_actions(src, "refund-agent", *window)]
     assert got == ["act-000001", "act-000002"]
-    cached = list((tmp_path / "trace-cache").rglob("records.parquet"))
-    assert len(cached) == (1 if trace_cache == "cache" else 0)
+    manifests = list((tmp_path / "trace-cache").rglob("manifest.json"))
+    assert len(manifests) == (1 if trace_cache == "cache" else 0)
+    for manifest in manifests:  # the rebuilt partition names the batch holding both actions
+        doc = json.loads(manifest.read_text())
+        assert (manifest.parent.parent / "batches" / doc["batch"]).exists()
+        assert doc["stats"]["lines"] == 3 and doc["stats"]["bad_by_reason"] == {"not_json": 1}
 
 
 def test_an_unusable_cache_directory_falls_back_to_reading_jsonl(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -60,39 +62,38 @@ def test_python_and_duckdb_agree(rows: list[dict[str, Any]], expr: str) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(records, min_size=1, max_size=6), exprs)
 def test_python_and_the_duckdb_engine_agree(rows: list[dict[str, Any]], expr: str) -> None:
-    # The engine compiles --where over one-parse fragments (JSONL read directly) or over the
-    # cached Parquet columns: both must select exactly what Python selects.
-    from agentctl.trace.duck import CachedShape, DirectShape, _paths
+    # The engine compiles --where three ways: over the fast scan's columns (DuckDB's JSON
+    # reader, each path read alone), over the same columns kept in the Parquet cache, and over
+    # the exact scan's one-parse fragments (lines read as text). All must select what Python
+    # selects. Each row's `agent` names it (no --where here looks at agent).
+    from agentctl.trace import duck
 
     node = where.parse(expr)
     expected = [where.evaluate(node, r) for r in rows]
-    paths = _paths(node)
-    plist = "[" + ", ".join(f"'{p}'" for p in paths) + "]"
-    con = duckdb.connect()
-    con.execute("CREATE TABLE raw (i INTEGER, line VARCHAR)")
-    con.executemany(
-        "INSERT INTO raw VALUES (?, ?)", [(i, json.dumps(r)) for i, r in enumerate(rows)]
-    )
-    # DirectShape numbers the extra paths after the 11 base fields of the real relation.
-    pad = "[" + ", ".join(["NULL"] * 11) + "]::VARCHAR[]"
-    direct = DirectShape(paths).where(node)
-    con.execute(
-        f"CREATE TABLE d AS SELECT i, list_concat({pad}, json_extract(line, {plist})) AS v FROM raw"
-    )
-    projections, cached_cond = CachedShape().split(node)
-    cached = "".join(f", {x}" for x in projections)
-    con.execute(
-        "CREATE TABLE p AS SELECT i, line, json_extract_string(line, '$.tool') AS tool, "
-        "json_extract_string(line, '$.status') AS status, "
-        "json_extract(line, '$.args')::VARCHAR AS args, NULL::VARCHAR AS result FROM raw"
-    )
-    queries = {
-        "direct": f"SELECT i FROM d WHERE {direct}",
-        "cached": f"SELECT i FROM (SELECT *{cached} FROM p) WHERE {cached_cond}",
-    }
-    for name, sql in queries.items():
-        got = {i for (i,) in con.execute(sql).fetchall()}
-        assert [i in got for i in range(len(rows))] == expected, (name, sql)
+    paths = duck._paths(node)
+    with tempfile.TemporaryDirectory() as tmp:
+        jsonl = Path(tmp) / "r.jsonl"
+        jsonl.write_text(
+            "".join(json.dumps(r | {"agent": f"a{i}"}) + "\n" for i, r in enumerate(rows))
+        )
+        parquet = Path(tmp) / "r.parquet"
+        con = duck.connect()
+        files = {"files": [str(jsonl)]}
+        con.execute(f"COPY ({duck._fast(paths)}) TO '{parquet}' (FORMAT parquet)", files)
+        cond = duck.ColumnShape().where(node)
+        queries = {
+            "fast": (f"SELECT agent FROM ({duck._fast(paths)}) WHERE {cond}", files),
+            "cached": (f"SELECT agent FROM read_parquet('{parquet}') WHERE {cond}", {}),
+            "exact": (
+                f"{duck._classified(paths)} SELECT json_extract_string(v[2], '$') FROM c "
+                f"WHERE {duck.DirectShape(paths).where(node)}",
+                files,
+            ),
+        }
+        for name, (sql, params) in queries.items():
+            got = {int(a[1:]) for (a,) in con.execute(sql, params).fetchall()}
+            assert [i in got for i in range(len(rows))] == expected, (name, sql)
+        con.close()
 
 
 def test_semantics_a_user_relies_on() -> None:

@@ -1,0 +1,156 @@
+"""The DuckDB engine's two scans (fast columns, exact lines) and its cache give the same answer:
+every bad line counted under its reason, the same matches, the same listing. Every test runs
+with the cache and without (tests/trace/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentctl.trace import cache as cache_mod
+from agentctl.trace.duck import count_actions
+from agentctl.trace.query import ACTION_KINDS, iter_actions
+from agentctl.trace.scan import ScanStats
+from agentctl.trace.source import open_location
+from tests.trace.helpers import T0, action, write
+
+WINDOW = (T0, T0 + timedelta(hours=2))
+
+
+def _json(n: int, **over: Any) -> str:
+    data = json.loads(json.dumps(action(n).model_dump(mode="json"))) | over
+    return json.dumps({k: v for k, v in data.items() if v is not ...})
+
+
+# (line, reason the exact scan gives it; None = a valid action)
+AWKWARD = [
+    (_json(1), None),
+    ("{not json", "not_json"),
+    ("[1, 2]", "not_object"),
+    ('"a string"', "not_object"),
+    (_json(2) + " " + _json(3), "not_json"),  # two records on one line
+    ("{}", "unknown_version"),
+    (_json(4, schema_version="1"), "unknown_version"),
+    (_json(5, schema_version=2), "unknown_version"),
+    (_json(6, schema_version=None), "unknown_version"),
+    (_json(7, record_type=...), "unknown_record_type"),
+    (_json(8, record_type="bogus"), "unknown_record_type"),
+    (_json(9, ts="yesterday"), "invalid"),
+    (_json(10, span_id=...), "invalid"),
+    (_json(11, status=None), "invalid"),
+    (_json(12, agent=None), "invalid"),
+    (_json(13, ts="2026-11-24T03:13:00+02:00"), None),  # 01:13Z: in the window
+    (_json(14, ts="2026-11-24T01:14:00"), None),  # no zone: UTC
+    (_json(15, ts="2026-11-24T05:15:00+02:00"), None),  # 03:15Z: a valid action, outside
+]
+
+
+def _write_awkward(root: Path, crlf_from: int = 0) -> Path:
+    path = root / "dt=2026-11-24" / "actions-w1-000001.jsonl"
+    path.parent.mkdir(parents=True)
+    lines = [line for line, _ in AWKWARD]
+    body = "".join(
+        line + ("\r\n" if i >= crlf_from else "\n") for i, line in enumerate(lines)
+    ).replace(lines[3] + "\n", lines[3] + "\n   \n\n")  # blank lines are not records
+    path.write_bytes(body.encode())
+    return path
+
+
+def _expected_bad() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _, reason in AWKWARD:
+        if reason is not None:
+            out[reason] = out.get(reason, 0) + 1
+    return out
+
+
+def _count(root: Path, where: str | None = None, stats: ScanStats | None = None) -> int:
+    location = open_location(str(root))
+    files = location.files(*WINDOW, ACTION_KINDS)
+    return count_actions(
+        location, files, "refund-agent", *WINDOW, where, None, stats=stats or ScanStats()
+    )
+
+
+@pytest.mark.parametrize("crlf_from", [len(AWKWARD), 10])  # \n only; \n then \r\n
+def test_every_bad_line_is_counted_under_its_reason_and_the_valid_ones_match(
+    tmp_path: Path, crlf_from: int
+) -> None:
+    path = _write_awkward(tmp_path, crlf_from)
+    for _ in range(2):  # with the cache: built, then read
+        stats = ScanStats()
+        assert _count(tmp_path, stats=stats) == 3
+        assert dict(stats.bad) == _expected_bad()
+        assert stats.lines == len(AWKWARD) and stats.files == 1
+        assert len(stats.examples) == 5 and {e.file for e in stats.examples} == {str(path)}
+        assert all(1 <= e.line <= len(AWKWARD) + 2 for e in stats.examples)
+
+        listed = ScanStats()
+        got = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=listed))
+        # 13 is 01:13Z and 14 is 01:14Z; 1 is 01:01Z; the listing is in time order
+        assert [r.action_id for r in got] == ["act-000001", "act-000013", "act-000014"]
+        assert dict(listed.bad) == _expected_bad() and listed.lines == len(AWKWARD)
+
+
+def test_the_where_paths_asked_are_added_to_the_cache_and_old_batches_collected(
+    tmp_path: Path, trace_cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "audit", [action(n) for n in range(10)])
+    audit = tmp_path / "audit"
+    assert _count(audit, "args.amount > 20") == 5  # amount = 5n: n = 5..9
+    assert _count(audit, "args.order_id = 'o-3'") == 1
+    assert _count(audit, "args.amount > 20 and status = 'executed'") == 5
+    assert _count(audit, "result.refund_id in ('re_1', 're_2')") == 2
+    assert _count(audit) == 10
+    if trace_cache != "cache":
+        return
+    [manifest] = (tmp_path / "trace-cache").rglob("manifest.json")
+    doc = json.loads(manifest.read_text())
+    assert doc["paths"] == [
+        "$.result.refund_id",
+        "$.args.amount",
+        "$.status",
+        "$.args.order_id",
+    ]
+    batches = manifest.parent.parent / "batches"
+    assert len(list(batches.glob("*.parquet"))) == 4  # each new path rebuilt the partition
+    # a minute later the next build deletes the three no manifest names
+    later = cache_mod.time.time() + 120
+    monkeypatch.setattr(cache_mod.time, "time", lambda: later)
+    assert _count(audit, "args.currency is null") == 10
+    assert len(list(batches.glob("*.parquet"))) == 1
+
+
+def test_a_limited_listing_is_the_first_rows_in_time_then_id_order(tmp_path: Path) -> None:
+    # two files of the same day; two actions share one timestamp (ordered by action id)
+    same = T0 + timedelta(minutes=30)
+    write(tmp_path, [action(n) for n in (1, 40, 50)], name="actions-w1-000001.jsonl")
+    write(
+        tmp_path,
+        [action(35, ts=same, action_id="act-b"), action(36, ts=same, action_id="act-a")],
+        name="actions-w2-000001.jsonl",
+    )
+    window = (T0, T0 + timedelta(hours=2))
+    for _ in range(2):
+        got = [r.action_id for r in iter_actions(str(tmp_path), "refund-agent", *window, limit=3)]
+        assert got == ["act-000001", "act-a", "act-b"]
+        got = [r.action_id for r in iter_actions(str(tmp_path), "refund-agent", *window, limit=2)]
+        assert got == ["act-000001", "act-a"]
+
+
+def test_a_row_the_models_reject_is_counted_invalid_not_listed(tmp_path: Path) -> None:
+    # `status` is not one of the four statuses: the scans accept the row (a string is there),
+    # the validation of the listing rejects it and counts it.
+    bad = _json(2, status="exploded")
+    path = tmp_path / "dt=2026-11-24" / "actions-w1-000001.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(_json(1) + "\n" + bad + "\n")
+    stats = ScanStats()
+    got = [r.action_id for r in iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=stats)]
+    assert got == ["act-000001"]
+    assert dict(stats.bad) == {"invalid": 1}
+    assert [(e.file, e.line, e.reason) for e in stats.examples] == [(str(path), 2, "invalid")]
