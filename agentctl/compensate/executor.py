@@ -158,7 +158,11 @@ class Executor:
         todo: list[LedgerRow] = []
         for row in plan.compensations:
             stored = registration.rows[row.key]
-            if row.key in registration.conflicts:
+            if stored.status in FINAL:
+                # Done is done: a payload that differs now (the spec's template or extractors
+                # changed since) is not a reason to send again, nor an error.
+                report.already_done += 1
+            elif row.key in registration.conflicts:
                 report.conflicts.append(
                     _item(
                         stored,
@@ -167,8 +171,6 @@ class Executor:
                         f" now {row.payload_hash[:12]}); not sent",
                     )
                 )
-            elif stored.status in FINAL:
-                report.already_done += 1
             else:
                 todo.append(stored)
         total = len(todo)

@@ -112,6 +112,24 @@ def test_a_changed_payload_for_the_same_action_is_refused_not_sent(
     assert drain(aws, url) == []
 
 
+def test_a_changed_payload_after_completion_is_already_done_not_a_conflict(
+    aws: Aws, ledger: SqliteLedger, clock: FakeClock
+) -> None:
+    """A rollback that finished, re-run after the spec changed (a new payload template, effect
+    extractors that now fill `effects`): nothing is sent again and nothing is an error."""
+    url = make_queue(aws, STANDARD)
+    actions = [refund(i) for i in range(3)]
+    spec = _spec(STANDARD)
+    first = _executor(ledger, aws, spec, clock).run(plan_compensations(spec, actions))
+    assert first.completed == 3 and len(drain(aws, url)) == 3
+
+    changed = spec_with({"sqs": {"queue": STANDARD}, "payload": '{"op": "other"}'})
+    again = _executor(ledger, aws, changed, clock).run(plan_compensations(changed, actions))
+    assert (again.already_done, again.completed, again.conflicts) == (3, 0, [])
+    assert again.exit_code is ExitCode.OK
+    assert drain(aws, url) == []
+
+
 def test_failed_before_effect_is_retried_by_the_next_run(
     aws: Aws, ledger: SqliteLedger, clock: FakeClock
 ) -> None:
