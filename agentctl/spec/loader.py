@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from agentctl.errors import SpecError, SpecProblem, UnknownAgentError
-from agentctl.spec.models import AgentSpec
+from agentctl.spec.models import NAME_PATTERN, AgentSpec
 from agentctl.spec.yamlsrc import Located, YamlSyntaxError, load_located
 
 DEFAULT_RUNBOOKS_DIR = "runbooks"
@@ -24,6 +25,13 @@ def runbooks_dir(explicit: str | Path | None = None) -> Path:
 
 def find_spec(agent: str, directory: str | Path | None = None) -> Path:
     base = runbooks_dir(directory)
+    if not re.fullmatch(NAME_PATTERN, agent):
+        # never a path: the name may come from a record an agent wrote (`trace` looks up the
+        # spec of the agent a record names), so "../x" must not reach the file system
+        raise UnknownAgentError(
+            f"unknown agent {agent!r}: not an agent name",
+            hint="agent names are lower-case letters, digits, '-' and '_' (as in the spec's name)",
+        )
     for suffix in (".yaml", ".yml"):
         candidate = base / f"{agent}{suffix}"
         if candidate.is_file():

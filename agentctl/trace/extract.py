@@ -112,6 +112,8 @@ def _identifier(value: Any) -> str | None:
     """A resource id or key as text; None for what cannot be one (objects, lists, booleans)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
+    if isinstance(value, str) and not value.strip():
+        return None  # an empty id names nothing: a compensation must never be sent for it
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -134,7 +136,8 @@ def derive(
             raw = lookup(action.args, action.result, path)
             value = None if raw is _ABSENT else _identifier(raw)
             if value is None:
-                reason = "missing" if raw is _ABSENT or raw is None else "not_scalar"
+                blank = isinstance(raw, str)  # "" or whitespace: as good as absent
+                reason = "missing" if raw is _ABSENT or raw is None or blank else "not_scalar"
                 stats.add_miss(Miss(action.tool, name, path, reason, action.action_id))
                 ok = False
             fields[name] = value

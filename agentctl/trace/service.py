@@ -327,17 +327,23 @@ class Traces:
     def _chains_with_effects(self, chains: list[Chain], derived: ExtractStats) -> list[Chain]:
         """Derived effects on each chain's action and on the earlier tool calls it shows."""
         by_agent: dict[str, Extraction] = {}
+        done: dict[tuple[str, str, str], ActionRecord] = {}  # each record derived (and counted) once
+
+        def once(record: ActionRecord) -> ActionRecord:
+            key = (record.agent, record.span_id, record.action_id)
+            if key not in done:
+                derive = by_agent.get(record.agent)
+                if derive is None:
+                    derive = by_agent[record.agent] = self.extraction(record.agent, derived)
+                done[key] = derive(record)
+            return done[key]
+
         out = []
         for chain in chains:
-            derive = by_agent.get(chain.action.agent)
-            if derive is None:
-                derive = by_agent[chain.action.agent] = self.extraction(chain.action.agent, derived)
-            action = derive(chain.action)
-            records: list[Any] = []
-            for r in chain.records:
-                if isinstance(r, ActionRecord):
-                    r = action if r.span_id == action.span_id else derive(r)
-                records.append(r)
+            action = once(chain.action)
+            records: list[Any] = [
+                once(r) if isinstance(r, ActionRecord) else r for r in chain.records
+            ]
             out.append(Chain(action, records))
         return out
 

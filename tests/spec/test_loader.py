@@ -167,6 +167,15 @@ def test_unknown_agent_lists_known_ones(runbooks: Path) -> None:
     assert info.value.hint is not None and "refund-agent" in info.value.hint
 
 
+@pytest.mark.parametrize("name", ["../refund-agent", "/etc/passwd", "Refund-Agent", "a/b", ""])
+def test_an_agent_name_is_never_a_path(runbooks: Path, name: str) -> None:
+    (runbooks.parent / "refund-agent.yaml").write_text(GOOD)  # what "../refund-agent" would hit
+    with pytest.raises(UnknownAgentError) as info:
+        load_agent(name, runbooks)
+    assert info.value.exit_code is ExitCode.BAD_INPUT
+    assert "not an agent name" in info.value.message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "nope.yaml")

@@ -399,3 +399,65 @@ def test_rollback_compensates_from_derived_effects(
     ]
     again = agentctl.plan_rollback("refund-agent", options)
     assert again.already_done == 3  # same keys: nothing is sent twice
+
+
+# -- review findings -----------------------------------------------------------------------------
+
+
+def test_an_empty_id_or_key_is_missing_not_an_effect_on_nothing() -> None:
+    derive = Extraction(spec())
+    got = derive(
+        bare(
+            1,
+            args={"order_id": " ", "amount": 5},
+            result={"refund": {"id": "", "currency": "EUR"}, "order_key": "ok-1"},
+        )
+    )
+    # the refund id is "", the order id is blank: neither names a resource, so no effect
+    assert got.effects == []
+    assert sorted((m.field, m.path, m.reason) for m in derive.stats.examples) == [
+        ("resource_id", "args.order_id", "missing"),
+        ("resource_id", "result.refund.id", "missing"),
+    ]
+    keyless = Extraction(spec())
+    got = keyless(bare(2, result={"refund": {"id": "re_2", "currency": "EUR"}, "order_key": ""}))
+    # a declared key that is blank is not silently replaced by the action's own key
+    assert [e.resource_id for e in got.effects] == ["re_2"]
+    assert [(m.field, m.reason) for m in keyless.stats.examples] == [("idempotency_key", "missing")]
+
+
+def test_trace_never_turns_a_record_agent_name_into_a_path(books: Path) -> None:
+    """`agent` comes from the record (an OTLP import's gen_ai.agent.name): "../notes" must not
+    make agentctl read books/../notes.yaml."""
+    (books.parent / "notes.yaml").write_text("db_password: hunter2\n")
+    source = books.parent / "otlp-import"
+    write(source, [bare(1, agent="../notes")])
+    result = Traces(runbooks_dir=books).trace("act-000001", source=str(source), engine="python")
+    [chain] = result.chains
+    assert chain.action.agent == "../notes" and chain.action.effects == []
+    assert result.derived.candidates == 0
+
+
+def test_trace_derives_each_record_once_when_a_key_matches_several_actions(books: Path) -> None:
+    """Two attempts share one idempotency key and one trace: each chain shows the other attempt
+    as an earlier tool call, but the counts are per record, not per appearance."""
+    result = {"refund": {"id": "re_1"}, "order_key": "ok-1"}  # no currency: one miss each
+    first = bare(1, result=result)
+    retry = bare(
+        2,
+        result=result,
+        trace_id=first.trace_id,
+        idempotency_key=first.idempotency_key,
+        unit_of_work=first.unit_of_work,
+        args=first.args,
+    )
+    write(audit_dir(books), [first, retry])
+    out = Traces(runbooks_dir=books).trace(first.idempotency_key, engine="python")
+    assert len(out.chains) == 2
+    counts = out.to_dict()["derived_effects"]
+    assert {k: counts[k] for k in ("candidates", "derived_actions", "effects", "missing")} == {
+        "candidates": 2,
+        "derived_actions": 2,
+        "effects": 4,
+        "missing": 2,
+    }
