@@ -219,7 +219,8 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
         SELECT filename AS file, line, TRY(json_extract(line, {paths})) AS v
         FROM read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
                       auto_detect = false, delim = '\x01', quote = '', escape = '',
-                      strict_mode = false, filename = true, max_line_size = {MAX_LINE})
+                      strict_mode = false, filename = true, hive_partitioning = false,
+                      max_line_size = {MAX_LINE})
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
               {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
@@ -313,7 +314,7 @@ def _fast(paths: list[str], part: bool = False) -> str:
         FROM (
             SELECT *, {_TS} AS t, list_position($files, filename) AS fi
             FROM read_json($files, format = 'newline_delimited', columns = {spec},
-                           ignore_errors = true, filename = true)
+                           ignore_errors = true, filename = true, hive_partitioning = false)
         )"""
 
 
@@ -359,10 +360,12 @@ class _Files:
         location: Location,
         files: list[RecordFile],
         stats: ScanStats | Callable[[RecordFile], ScanStats],
+        sanitize: frozenset[str] = frozenset(),
     ) -> None:
         self.location = location
         self.files = files
         self.stats = stats
+        self.sanitize = sanitize  # names of files that are not valid UTF-8
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def _tmpdir(self) -> Path:
@@ -382,6 +385,18 @@ class _Files:
                     records = normalise(file.name, text.read(), stats)
                 path = self._tmpdir() / f"{i:06d}.jsonl"
                 path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            elif file.name in self.sanitize:
+                # DuckDB refuses the file; read it as the python engine does (bad bytes become
+                # U+FFFD), so its lines are classified instead of lost
+                from agentctl.trace.scan import open_text
+
+                path = self._tmpdir() / f"{i:06d}.jsonl"
+                with (
+                    self.location.open(file) as body,
+                    open_text(file.name, body) as text,
+                    open(path, "w", encoding="utf-8") as out,
+                ):
+                    shutil.copyfileobj(text, out, 1 << 20)
             elif isinstance(self.location, LocalLocation):
                 path = Path(file.name)
             else:
@@ -395,6 +410,37 @@ class _Files:
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+class _NotUtf8(Exception):
+    """Files DuckDB's readers refuse: to be read again from a sanitised copy."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__(", ".join(sorted(names)))
+        self.names = names
+
+
+def _utf8_ok(path: str) -> bool:
+    import codecs
+    import gzip
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with gzip.open(path) if path.endswith(".gz") else open(path, "rb") as raw:
+        try:
+            while chunk := raw.read(1 << 24):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _check_utf8(files: list[RecordFile], paths: list[str], indexes: list[int]) -> None:
+    """Raise :class:`_NotUtf8` for the files (of ``indexes``) that are not valid UTF-8: the
+    fast scan saw their lines as unreadable, the exact scan would refuse them."""
+    bad = {files[i].name for i in indexes if not _utf8_ok(paths[i])}
+    if bad:
+        raise _NotUtf8(bad)
 
 
 def _exact_stats(
@@ -475,7 +521,9 @@ class _Rows:
         kinds: str,
         paths: list[str],
         cache: PartitionCache | bool | None,
+        sanitize: frozenset[str] = frozenset(),
     ) -> None:
+        self.sanitize = sanitize
         self.con = con
         self.location = location
         self.files = files
@@ -502,7 +550,7 @@ class _Rows:
                 return self
             except (OSError, duckdb.IOException):
                 self.cache = None  # unwritable cache directory: read directly
-        self._direct = _Files(self.location, self.files, self.stats)
+        self._direct = _Files(self.location, self.files, self.stats, self.sanitize)
         paths = self._direct.__enter__()
         self.stats.files += len(paths)
         self.names[""] = [f.name for f in self.files]
@@ -524,6 +572,7 @@ class _Rows:
         """Add ``(file, lines, flagged, matches)`` rows (direct mode) to the stats; the exact
         scan classifies the files with flagged lines. Returns the matches."""
         flagged = sorted(int(f) for f, _, bad, _ in rows if bad)
+        _check_utf8(self.files, self._local, flagged)
         self.stats.lines += sum(int(n) for f, n, bad, _ in rows if not bad)
         if flagged:
             _exact_stats(
@@ -588,7 +637,8 @@ class _Rows:
         first = next(iter(stale.values()))[0]
         tmp, final = cache.new_batch(first)
         try:
-            with _Files(self.location, files, lambda f: part_stats[f.partition]) as local:
+            stats_of = lambda f: part_stats[f.partition]  # noqa: E731
+            with _Files(self.location, files, stats_of, self.sanitize) as local:
                 self.con.execute(
                     f"COPY ({_fast(paths, part=True)}) TO '{_sql_path(tmp)}' "
                     "(FORMAT parquet, COMPRESSION snappy)",
@@ -599,6 +649,7 @@ class _Rows:
                     "GROUP BY file ORDER BY file",
                     {"b": str(tmp)},
                 ).fetchall()
+                _check_utf8(files, local, [int(i) for i, _, flagged in rows if flagged])
                 for index, lines, flagged in rows:
                     f = files[int(index)]
                     if flagged:
@@ -640,17 +691,36 @@ def count_actions(
         return 0
     node = where_lang.parse(where) if where else None
     con = connect()
+    sanitize: frozenset[str] = frozenset()
     try:
-        rows = _Rows(con, location, files, stats, kinds="actions", paths=_paths(node), cache=cache)
-        with rows:
-            params: dict[str, Any] = {}
-            match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
-            if rows.cache is None:  # JSONL read directly: lines and matches in one pass
-                return rows.count_direct(match, params)
-            row = con.execute(
-                f"SELECT count(*) FROM {rows.relation} WHERE {match}", rows.params | params
-            ).fetchone()
-            return int(row[0]) if row else 0
+        while True:
+            attempt = ScanStats()
+            try:
+                with _Rows(
+                    con,
+                    location,
+                    files,
+                    attempt,
+                    kinds="actions",
+                    paths=_paths(node),
+                    cache=cache,
+                    sanitize=sanitize,
+                ) as rows:
+                    params: dict[str, Any] = {}
+                    match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
+                    if rows.cache is None:  # JSONL read directly: lines and matches in one pass
+                        count = rows.count_direct(match, params)
+                    else:
+                        row = con.execute(
+                            f"SELECT count(*) FROM {rows.relation} WHERE {match}",
+                            rows.params | params,
+                        ).fetchone()
+                        count = int(row[0]) if row else 0
+            except _NotUtf8 as exc:
+                sanitize |= exc.names
+                continue
+            stats.merge(attempt)
+            return count
     finally:
         con.close()
 
@@ -677,48 +747,109 @@ def iter_actions(
         return
     node = where_lang.parse(where) if where else None
     con = connect()
+    sanitize: frozenset[str] = frozenset()
     try:
-        params: dict[str, Any] = {}
-        with _Rows(
-            con, location, files, stats, kinds="actions", paths=_paths(node), cache=cache
-        ) as rows:
-            match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
-            if rows.cache is None:  # one pass over the JSONL: the report and the hits
-                con.execute(
-                    f"CREATE TEMP TABLE scan AS SELECT batch, file, bad, ts, "
-                    f"COALESCE({match}, false) AS hit FROM {rows.relation}",
-                    rows.params | params,
-                )
-                rows.tally(
-                    con.execute(
-                        "SELECT file, count(*), count(*) FILTER (WHERE bad), 0 FROM scan "
-                        "GROUP BY file"
-                    ).fetchall()
-                )
-            else:
-                con.execute(
-                    f"CREATE TEMP TABLE scan AS SELECT batch, file, ts, true AS hit "
-                    f"FROM {rows.relation} WHERE {match}",
-                    rows.params | params,
-                )
-            bound, last = "", {}
-            if limit is not None:
-                # every row among the first `limit` by (ts, action_id) has ts <= the limit-th ts
-                row = con.execute(
-                    f"SELECT max(ts) FROM (SELECT ts FROM scan WHERE hit ORDER BY ts "
-                    f"LIMIT {int(limit)})"
-                ).fetchone()
-                bound, last = " AND ts <= $last", {"last": row[0] if row else None}
-            holders = con.execute(
-                f"SELECT DISTINCT batch, file FROM scan WHERE hit{bound}", last
-            ).fetchall()
-            wanted = {rows.source(b, int(i)).name for b, i in holders}
-        if not wanted:
-            return
+        while True:
+            attempt = ScanStats()
+            try:
+                wanted = _holders(
+                    con, location, files, agent, since, until, node, tool, attempt, cache, limit,
+                    sanitize,
+                )  # fmt: skip
+            except _NotUtf8 as exc:
+                sanitize |= exc.names
+                con.execute("DROP TABLE IF EXISTS scan")
+                continue
+            break
+        stats.merge(attempt)
         chosen = [f for f in files if f.name in wanted]
-        yield from _listing(con, location, chosen, agent, since, until, node, tool, stats, limit)
+        if chosen:
+            yield from _listing(
+                con, location, chosen, agent, since, until, node, tool, stats, limit, sanitize
+            )
     finally:
         con.close()
+
+
+def _holders(
+    con: Any,
+    location: Location,
+    files: list[RecordFile],
+    agent: str,
+    since: datetime,
+    until: datetime,
+    node: where_lang.Node | None,
+    tool: str | None,
+    stats: ScanStats,
+    cache: PartitionCache | bool | None,
+    limit: int | None,
+    sanitize: frozenset[str],
+) -> set[str]:
+    """Names of the files holding the first ``limit`` matches (all matches without a limit)."""
+    params: dict[str, Any] = {}
+    with _Rows(
+        con,
+        location,
+        files,
+        stats,
+        kinds="actions",
+        paths=_paths(node),
+        cache=cache,
+        sanitize=sanitize,
+    ) as rows:
+        match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
+        if rows.cache is None:  # one pass over the JSONL: the report and the hits
+            con.execute(
+                f"CREATE TEMP TABLE scan AS SELECT batch, file, bad, ts, "
+                f"COALESCE({match}, false) AS hit FROM {rows.relation}",
+                rows.params | params,
+            )
+            rows.tally(
+                con.execute(
+                    "SELECT file, count(*), count(*) FILTER (WHERE bad), 0 FROM scan GROUP BY file"
+                ).fetchall()
+            )
+        else:
+            con.execute(
+                f"CREATE TEMP TABLE scan AS SELECT batch, file, ts, true AS hit "
+                f"FROM {rows.relation} WHERE {match}",
+                rows.params | params,
+            )
+        bound, last = "", {}
+        if limit is not None:
+            # every row among the first `limit` by (ts, action_id) has ts <= the limit-th ts
+            row = con.execute(
+                f"SELECT max(ts) FROM (SELECT ts FROM scan WHERE hit ORDER BY ts "
+                f"LIMIT {int(limit)})"
+            ).fetchone()
+            bound, last = " AND ts <= $last", {"last": row[0] if row else None}
+        holders = con.execute(
+            f"SELECT DISTINCT batch, file FROM scan WHERE hit{bound}", last
+        ).fetchall()
+        return {rows.source(b, int(i)).name for b, i in holders}
+
+
+def _exact(
+    location: Location,
+    files: list[RecordFile],
+    sanitize: frozenset[str],
+    run: Callable[[list[str], ScanStats], None],
+) -> ScanStats:
+    """``run(paths, stats)`` over local copies of ``files``; files DuckDB refuses as not UTF-8
+    are read again from sanitised copies. Returns the stats of the attempt that succeeded."""
+    import duckdb
+
+    while True:
+        attempt = ScanStats()
+        with _Files(location, files, attempt, sanitize) as paths:
+            try:
+                run(paths, attempt)
+                return attempt
+            except duckdb.InvalidInputException:
+                bad = {f.name for f, p in zip(files, paths, strict=True) if not _utf8_ok(p)}
+                if not bad - sanitize:
+                    raise
+                sanitize |= bad
 
 
 def _listing(
@@ -732,6 +863,7 @@ def _listing(
     tool: str | None,
     stats: ScanStats,
     limit: int | None,
+    sanitize: frozenset[str],
 ) -> Iterator[ActionRecord]:
     """The matching records of ``files`` read as text (the exact scan), validated. Their bad
     lines were counted already: only validation failures are added to ``stats``."""
@@ -739,20 +871,27 @@ def _listing(
     shape = DirectShape(extra)
     params: dict[str, Any] = {}
     match = action_conds(shape, agent, since, until, node, tool, params)
-    with _Files(location, files, ScanStats()) as paths:
-        display = dict(zip(paths, (f.name for f in files), strict=True))
-        params["files"] = paths
-        cursor = con.execute(
-            f"{_classified(extra)} SELECT file, line FROM c WHERE {match} "
-            f"ORDER BY ts, {shape.col('action_id')}"
+    names: dict[str, str] = {}
+
+    def run(paths: list[str], _: ScanStats) -> None:
+        # materialised inside DuckDB: a file it refuses fails here, before any record is out
+        names.update(zip(paths, (f.name for f in files), strict=True))
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE listing AS {_classified(extra)} "
+            f"SELECT file, line FROM c WHERE {match} ORDER BY ts, {shape.col('action_id')}"
             + (f" LIMIT {int(limit)}" if limit is not None else ""),
-            params,
+            params | {"files": paths},
         )
-        while batch := cursor.fetchmany(2048):
-            for file, line in batch:
-                record = _validate(file, display.get(file, file), line, stats)
-                if record is not None:
-                    yield record
+
+    _exact(location, files, sanitize, run)
+    cursor = con.execute("SELECT file, line FROM listing")
+    while batch := cursor.fetchmany(2048):
+        for file, line in batch:
+            name = names.get(file, file)
+            # line numbers of rejected rows: temporary copies are gone, local files are not
+            record = _validate(file if os.path.exists(file) else name, name, line, stats)
+            if record is not None:
+                yield record
 
 
 def _validate(path: str, name: str, line: str, stats: ScanStats) -> ActionRecord | None:
@@ -789,22 +928,26 @@ def find_lines(
     if not files:
         return []
     con = connect()
+    rows: list[tuple[Any, ...]] = []
+
+    def run(paths: list[str], attempt: ScanStats) -> None:
+        attempt.files += len(paths)
+        params: dict[str, Any] = {"files": paths}
+        if needle is not None:
+            params["needle"] = needle
+            relation = _classified(prefilter=True)
+        else:
+            relation = _classified()
+            _exact_stats(con, paths, [f.name for f in files], attempt)
+        preds = predicate(DirectShape([]), params)
+        sql = preds if isinstance(preds, str) else "(" + ") OR (".join(preds) + ")"
+        rows[:] = con.execute(
+            f"{relation} SELECT line, epoch_us(ts) FROM c WHERE bad IS NULL AND ({sql})",
+            params,
+        ).fetchall()
+
     try:
-        with _Files(location, files, stats) as paths:
-            stats.files += len(paths)
-            params: dict[str, Any] = {"files": paths}
-            if needle is not None:
-                params["needle"] = needle
-                relation = _classified(prefilter=True)
-            else:
-                relation = _classified()
-                _exact_stats(con, paths, [f.name for f in files], stats)
-            preds = predicate(DirectShape([]), params)
-            sql = preds if isinstance(preds, str) else "(" + ") OR (".join(preds) + ")"
-            rows = con.execute(
-                f"{relation} SELECT line, epoch_us(ts) FROM c WHERE bad IS NULL AND ({sql})",
-                params,
-            ).fetchall()
+        stats.merge(_exact(location, files, frozenset(), run))
     finally:
         con.close()
     rows.sort(key=lambda r: r[1])

@@ -154,3 +154,26 @@ def test_a_row_the_models_reject_is_counted_invalid_not_listed(tmp_path: Path) -
     assert got == ["act-000001"]
     assert dict(stats.bad) == {"invalid": 1}
     assert [(e.file, e.line, e.reason) for e in stats.examples] == [(str(path), 2, "invalid")]
+
+
+def test_a_file_that_is_not_utf8_is_read_like_the_python_engine_reads_it(tmp_path: Path) -> None:
+    # A stray byte must not hide the record it is in (DuckDB's readers refuse such lines): the
+    # file is read again with the byte replaced, as the python engine reads every file.
+    from agentctl.trace.chain import find_actions
+
+    path = tmp_path / "dt=2026-11-24" / "actions-w1-000001.jsonl"
+    path.parent.mkdir(parents=True)
+    broken = _json(2).replace('"T-2"', '"T-2 \\u00e9"').encode().replace(b"\\u00e9", b"\xff")
+    path.write_bytes(_json(1).encode() + b'\n{"x": 1}\n' + broken + b"\n")
+    for engine in ("duckdb", "python", "duckdb"):
+        stats = ScanStats()
+        got = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=stats, engine=engine))
+        assert [(r.action_id, r.unit_of_work) for r in got] == [
+            ("act-000001", "T-1"),
+            ("act-000002", "T-2 \ufffd"),
+        ]
+        assert dict(stats.bad) == {"unknown_version": 1} and stats.lines == 3
+        assert [(e.line, e.reason) for e in stats.examples] == [(2, "unknown_version")]
+    assert _count(tmp_path) == 2
+    [found] = find_actions(str(tmp_path), "act-000002")
+    assert found.unit_of_work == "T-2 \ufffd"
