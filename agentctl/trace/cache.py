@@ -13,8 +13,9 @@ the record of truth:
   locations), so bad input is still reported on every query, not only on the first;
 - a query with a ``--where`` path the manifest does not list rebuilds the partition once with that
   path added (the parse it needs anyway), keeping the paths it had;
-- partitions built by one query share one Parquet file (a *batch*, rows tagged with their
-  partition): one write, not one per day; a batch no manifest refers to any more is deleted;
+- partitions built by one query share one Parquet file (a *batch*; each row names its source
+  file, and so its partition): one write, not one per day; a batch no manifest refers to any
+  more is deleted;
 - it lives under ``$AGENTCTL_TRACE_CACHE`` (default ``$XDG_CACHE_HOME/agentctl/trace``, i.e.
   ``~/.cache/agentctl/trace``); ``AGENTCTL_TRACE_CACHE=off`` disables it; deleting the directory
   is always safe.

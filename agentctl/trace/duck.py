@@ -90,7 +90,9 @@ _PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
 def connect() -> Any:
     import duckdb
 
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    # no query here relies on the order rows come in (each says ORDER BY where it matters):
+    # unordered, the cache's Parquet writers do not wait for each other
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -287,10 +289,10 @@ def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
     return spec, frags
 
 
-def _fast(paths: list[str], part: bool = False) -> str:
+def _fast(paths: list[str]) -> str:
     """The fast scan: SQL selecting ``file`` (index in ``$files``, from 0), ``bad`` (the line
     is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS and one column per --where path,
-    over the files in ``$files`` (and ``part``, from ``$parts``, when asked)."""
+    over the files in ``$files``."""
     spec, frags = _read_columns(paths)
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
     types = ", ".join(f"'{t}'" for t in RECORD_TYPES)
@@ -309,7 +311,7 @@ def _fast(paths: list[str], part: bool = False) -> str:
     )
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
-        SELECT {"$parts[fi] AS part, " if part else ""}(fi - 1)::UINTEGER AS file,
+        SELECT (fi - 1)::UINTEGER AS file,
             COALESCE({flag}, true) AS bad, t AS ts, {", ".join(CACHED_COLUMNS)}{extra}
         FROM (
             SELECT *, {_TS} AS t, list_position($files, filename) AS fi
@@ -613,9 +615,11 @@ class _Rows:
         selects = []
         for i, (batch, parts) in enumerate(sorted(batches.items())):
             self.params[f"b{i}"] = batch
-            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
+            wanted = set(parts)
+            indexes = [n for n, name in enumerate(self.names[batch]) if _part(name) in wanted]
+            listed = ", ".join(map(str, indexes))
             selects.append(
-                f"SELECT $b{i} AS batch, {cols} FROM read_parquet($b{i}) WHERE part IN ({listed})"
+                f"SELECT $b{i} AS batch, {cols} FROM read_parquet($b{i}) WHERE file IN ({listed})"
             )
         self.relation = "(" + " UNION ALL ".join(selects) + ")"
         if not selects:  # no files: an empty relation of the same shape
@@ -640,9 +644,9 @@ class _Rows:
             stats_of = lambda f: part_stats[f.partition]  # noqa: E731
             with _Files(self.location, files, stats_of, self.sanitize) as local:
                 self.con.execute(
-                    f"COPY ({_fast(paths, part=True)}) TO '{_sql_path(tmp)}' "
+                    f"COPY ({_fast(paths)}) TO '{_sql_path(tmp)}' "
                     "(FORMAT parquet, COMPRESSION snappy)",
-                    {"files": local, "parts": [f.partition for f in files]},
+                    {"files": local},
                 )
                 rows = self.con.execute(
                     "SELECT file, count(*), count(*) FILTER (WHERE bad) FROM read_parquet($b) "
@@ -668,6 +672,10 @@ class _Rows:
             out[part] = Cached(part_stats[part], final, names, paths)
         cache.collect(first.base)
         return out
+
+
+def _part(name: str) -> str:
+    return RecordFile(name, "", 0).partition
 
 
 def _sql_path(path: Path) -> str:
@@ -920,10 +928,10 @@ def find_lines(
     exact scan's fields and ``ts``), in time order.
 
     With a ``needle`` (a substring every matching line holds) only the lines holding it are
-    parsed and classified; the others are not read as records (``stats.lines`` counts the
-    parsed ones). Without, every line is classified and counted. ``kinds`` is accepted for the
-    callers' symmetry with the cache (a lookup reads JSONL: the substring filter is as fast as
-    a cached column)."""
+    parsed and classified, and a bad one among them is counted; the others are not read as
+    records, so ``stats`` counts the files and no lines. Without, every line is classified and
+    counted. Lookups never use the cache (the substring filter over the JSONL is about as fast
+    as a cached column); ``kinds`` is kept for the callers."""
     del kinds
     if not files:
         return []
