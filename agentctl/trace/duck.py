@@ -205,6 +205,16 @@ def _ident(path: str) -> str:
     return '"' + path.replace('"', "") + '"'
 
 
+def _ts_sql(expr: str) -> str:
+    """The timestamp of the string ``expr``, UTC without zone. ``...Z`` (what writers of this
+    schema write) casts without time zone rules; any other form (an offset; no zone = UTC)
+    through TIMESTAMPTZ. Both scans use it, so they accept the same timestamps."""
+    return (
+        f"(CASE WHEN ends_with({expr}, 'Z') THEN TRY_CAST({expr} AS TIMESTAMP) "
+        f"ELSE TRY_CAST(TRY_CAST({expr} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+    )
+
+
 def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
     """The exact scan: SQL of the relation ``c(file, line, v, ts, bad)`` over the files in
     ``$files``; ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
@@ -226,7 +236,7 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
               {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
-        SELECT file, line, v, TRY_CAST({text("ts")} AS TIMESTAMPTZ) AS ts,
+        SELECT file, line, v, {_ts_sql(text("ts"))}::TIMESTAMPTZ AS ts,
             CASE
                 WHEN v IS NULL THEN 'not_json'
                 WHEN NOT (starts_with(line, '{{') OR starts_with(ltrim(line), '{{'))
@@ -243,14 +253,6 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
             END AS bad
         FROM raw
     )"""
-
-
-# The timestamp: ``...Z`` (what writers of this schema write) casts without time zone rules;
-# any other form (an offset, no zone = UTC) through TIMESTAMPTZ. Either way UTC, no zone.
-_TS = (
-    "(CASE WHEN ends_with(ts, 'Z') THEN TRY_CAST(ts AS TIMESTAMP) "
-    "ELSE TRY_CAST(TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
-)
 
 
 def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
@@ -314,7 +316,7 @@ def _fast(paths: list[str]) -> str:
         SELECT (fi - 1)::UINTEGER AS file,
             COALESCE({flag}, true) AS bad, t AS ts, {", ".join(CACHED_COLUMNS)}{extra}
         FROM (
-            SELECT *, {_TS} AS t, list_position($files, filename) AS fi
+            SELECT *, {_ts_sql("ts")} AS t, list_position($files, filename) AS fi
             FROM read_json($files, format = 'newline_delimited', columns = {spec},
                            ignore_errors = true, filename = true, hive_partitioning = false)
         )"""

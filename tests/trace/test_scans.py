@@ -5,11 +5,14 @@ with the cache and without (tests/trace/conftest.py)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from agentctl.trace import cache as cache_mod
 from agentctl.trace.duck import count_actions
@@ -177,3 +180,47 @@ def test_a_file_that_is_not_utf8_is_read_like_the_python_engine_reads_it(tmp_pat
     assert _count(tmp_path) == 2
     [found] = find_actions(str(tmp_path), "act-000002")
     assert found.unit_of_work == "T-2 \ufffd"
+
+
+FIELDS = ("schema_version", "record_type", "agent", "ts", "trace_id", "span_id", "tool")
+FIELDS += ("action_id", "idempotency_key", "unit_of_work", "status")
+odd_values = st.sampled_from(
+    [
+        ...,  # removed
+        *(None, 1, 1.0, "1", "", "x", "action", [1], {"a": 1}, True),
+        *("2026-11-24T01:00:00Z", "2026-11-24T01:00:00 Z", "2026-11-24T03:00:00+02:00"),
+        *("2026-11-24 01:00", "2026-11-24", "2026-11-24T25:00:00Z", "yesterday"),
+    ]
+)
+lines = st.one_of(
+    st.dictionaries(st.sampled_from(FIELDS), odd_values, max_size=2).map(
+        lambda over: _json(1, **over)  # a valid action with some fields replaced or removed
+    ),
+    st.sampled_from(["{", "[]", "null", "{} {}", '{"schema_version": 1}', "  {}  "]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(lines, min_size=1, max_size=8))
+@example([_json(1, ts="2026-11-24T01:00:00 Z"), _json(1, schema_version=1.0)])
+@example([_json(1, span_id=...), _json(1, status=None), _json(1, record_type="input")])
+def test_the_fast_scan_flags_exactly_the_lines_the_exact_scan_calls_bad(body: list[str]) -> None:
+    from agentctl.trace import duck
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, line in enumerate(body):  # one line per file: the file names the line
+            paths.append(str(Path(tmp) / f"{i}.jsonl"))
+            Path(paths[-1]).write_text(line + "\n")
+        con = duck.connect()
+        fast = dict(
+            con.execute(f"SELECT file, bad FROM ({duck._fast([])})", {"files": paths}).fetchall()
+        )
+        exact = dict(
+            con.execute(
+                f"{duck._classified()} SELECT file, bad FROM c", {"files": paths}
+            ).fetchall()
+        )
+        con.close()
+    for i, line in enumerate(body):
+        assert fast[i] is (exact[paths[i]] is not None), (line, exact[paths[i]])
