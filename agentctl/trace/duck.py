@@ -90,9 +90,7 @@ _PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
 def connect() -> Any:
     import duckdb
 
-    # no query here relies on the order rows come in (each says ORDER BY where it matters):
-    # unordered, the cache's Parquet writers do not wait for each other
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -645,11 +643,17 @@ class _Rows:
         try:
             stats_of = lambda f: part_stats[f.partition]  # noqa: E731
             with _Files(self.location, files, stats_of, self.sanitize) as local:
-                self.con.execute(
-                    f"COPY ({_fast(paths)}) TO '{_sql_path(tmp)}' "
-                    "(FORMAT parquet, COMPRESSION snappy)",
-                    {"files": local},
-                )
+                # rows in any order (they carry their file): the writers need not wait for
+                # each other
+                self.con.execute("SET preserve_insertion_order = false")
+                try:
+                    self.con.execute(
+                        f"COPY ({_fast(paths)}) TO '{_sql_path(tmp)}' "
+                        "(FORMAT parquet, COMPRESSION snappy)",
+                        {"files": local},
+                    )
+                finally:
+                    self.con.execute("RESET preserve_insertion_order")
                 rows = self.con.execute(
                     "SELECT file, count(*), count(*) FILTER (WHERE bad) FROM read_parquet($b) "
                     "GROUP BY file ORDER BY file",
@@ -888,13 +892,13 @@ def _listing(
         names.update(zip(paths, (f.name for f in files), strict=True))
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE listing AS {_classified(extra)} "
-            f"SELECT file, line FROM c WHERE {match} ORDER BY ts, {shape.col('action_id')}"
-            + (f" LIMIT {int(limit)}" if limit is not None else ""),
+            f"SELECT file, line, ts, {shape.col('action_id')} AS action_id FROM c WHERE {match} "
+            "ORDER BY ts, action_id" + (f" LIMIT {int(limit)}" if limit is not None else ""),
             params | {"files": paths},
         )
 
     _exact(location, files, sanitize, run)
-    cursor = con.execute("SELECT file, line FROM listing")
+    cursor = con.execute("SELECT file, line FROM listing ORDER BY ts, action_id")
     while batch := cursor.fetchmany(2048):
         for file, line in batch:
             name = names.get(file, file)
