@@ -302,7 +302,7 @@ def _fast(paths: list[str]) -> str:
             f"schema_version NOT IN ({versions})",
             "record_type IS NULL",
             f"record_type NOT IN ({types})",
-            "t IS NULL",
+            '"$ts" IS NULL',
             *(f"{c} IS NULL" for c in REQUIRED),
             "(record_type = 'action' AND ("
             + " OR ".join(f"{c} IS NULL" for c in REQUIRED_ACTION)
@@ -311,12 +311,13 @@ def _fast(paths: list[str]) -> str:
     )
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
-        SELECT (fi - 1)::UINTEGER AS file,
-            COALESCE({flag}, true) AS bad, t AS ts, {", ".join(CACHED_COLUMNS)}{extra}
+        SELECT ("$fi" - 1)::UINTEGER AS file,
+            COALESCE({flag}, true) AS bad, "$ts" AS ts, {", ".join(CACHED_COLUMNS)}{extra}
         FROM (
-            SELECT *, {_ts_sql("ts")} AS t, list_position($files, filename) AS fi
+            -- names with `$` cannot clash with a record's fields (--where names are identifiers)
+            SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
             FROM read_json($files, format = 'newline_delimited', columns = {spec},
-                           ignore_errors = true, filename = true, hive_partitioning = false)
+                           ignore_errors = true, filename = '$file', hive_partitioning = false)
         )"""
 
 

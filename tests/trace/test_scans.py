@@ -224,3 +224,15 @@ def test_the_fast_scan_flags_exactly_the_lines_the_exact_scan_calls_bad(body: li
         con.close()
     for i, line in enumerate(body):
         assert fast[i] is (exact[paths[i]] is not None), (line, exact[paths[i]])
+
+
+def test_where_paths_named_like_the_columns_the_engine_adds(tmp_path: Path) -> None:
+    # `file`, `filename`, `t`, `fi`, `bad` are record fields like any other to --where
+    extra = {"filename": "a.txt", "t": 1, "fi": 2, "bad": True, "file": "x"}
+    write(tmp_path, [action(1, **extra), action(2)])
+    for _ in range(2):
+        assert _count(tmp_path, "filename = 'a.txt' and t = 1 and fi = 2 and file = 'x'") == 1
+        assert _count(tmp_path, "bad = true") == 1
+        assert _count(tmp_path, "bad is null") == 1
+        assert _count(tmp_path, "ts = '2026-11-24T01:02:00Z' or schema_version = 1") == 2
+        assert _count(tmp_path, "ts = '2026-11-24T01:02:00Z'") == 1
