@@ -525,8 +525,16 @@ class _Rows:
         paths: list[str],
         cache: PartitionCache | bool | None,
         sanitize: frozenset[str] = frozenset(),
+        match: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
         self.sanitize = sanitize
+        # with `match`, a build counts the matches of what it writes in the pass that reads it
+        # back for the stats: `fresh` are those batches, `fresh_matches` their matches
+        self.match = match
+        self.fresh: set[str] = set()
+        self.fresh_matches = 0
+        self.selects: dict[str, str] = {}  # batch -> its SELECT (parameter $b<i>)
+        self.batch_params: dict[str, str] = {}
         self.con = con
         self.location = location
         self.files = files
@@ -622,6 +630,8 @@ class _Rows:
             selects.append(
                 f"SELECT $b{i} AS batch, {cols} FROM read_parquet($b{i}) WHERE file IN ({listed})"
             )
+            self.selects[batch] = selects[-1]
+            self.batch_params[batch] = f"b{i}"
         self.relation = "(" + " UNION ALL ".join(selects) + ")"
         if not selects:  # no files: an empty relation of the same shape
             self.relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}) WHERE false)"
@@ -655,13 +665,15 @@ class _Rows:
                     )
                 finally:
                     self.con.execute("RESET preserve_insertion_order")
+                match, params = self.match or ("false", {})
                 rows = self.con.execute(
-                    "SELECT file, count(*), count(*) FILTER (WHERE bad) FROM read_parquet($b) "
-                    "GROUP BY file ORDER BY file",
-                    {"b": str(tmp)},
+                    "SELECT file, count(*), count(*) FILTER (WHERE bad), "
+                    f"count(*) FILTER (WHERE {match}) FROM read_parquet($b) GROUP BY file",
+                    params | {"b": str(tmp)},
                 ).fetchall()
-                _check_utf8(files, local, [int(i) for i, _, flagged in rows if flagged])
-                for index, lines, flagged in rows:
+                _check_utf8(files, local, [int(i) for i, _, flagged, _ in rows if flagged])
+                matches = sum(int(r[3]) for r in rows)
+                for index, lines, flagged, _ in sorted(rows):
                     f = files[int(index)]
                     if flagged:
                         _exact_stats(
@@ -672,6 +684,8 @@ class _Rows:
             tmp.replace(final)
         finally:
             tmp.unlink(missing_ok=True)
+        self.fresh.add(str(final))
+        self.fresh_matches += matches
         names = [f.name for f in files]
         out = {}
         for part, (entry, _) in stale.items():
@@ -710,6 +724,8 @@ def count_actions(
     try:
         while True:
             attempt = ScanStats()
+            params: dict[str, Any] = {}
+            match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
             try:
                 with _Rows(
                     con,
@@ -720,17 +736,20 @@ def count_actions(
                     paths=_paths(node),
                     cache=cache,
                     sanitize=sanitize,
+                    match=(match, params),
                 ) as rows:
-                    params: dict[str, Any] = {}
-                    match = action_conds(ColumnShape(), agent, since, until, node, tool, params)
                     if rows.cache is None:  # JSONL read directly: lines and matches in one pass
                         count = rows.count_direct(match, params)
-                    else:
-                        row = con.execute(
-                            f"SELECT count(*) FROM {rows.relation} WHERE {match}",
-                            rows.params | params,
-                        ).fetchone()
-                        count = int(row[0]) if row else 0
+                    else:  # what was built now was counted then; the rest from the cache
+                        count = rows.fresh_matches
+                        old = [b for b in rows.selects if b not in rows.fresh]
+                        if old:
+                            union = " UNION ALL ".join(rows.selects[b] for b in old)
+                            row = con.execute(
+                                f"SELECT count(*) FROM ({union}) WHERE {match}",
+                                {rows.batch_params[b]: b for b in old} | params,
+                            ).fetchone()
+                            count += int(row[0]) if row else 0
             except _NotUtf8 as exc:
                 sanitize |= exc.names
                 continue

@@ -236,3 +236,21 @@ def test_where_paths_named_like_the_columns_the_engine_adds(tmp_path: Path) -> N
         assert _count(tmp_path, "bad is null") == 1
         assert _count(tmp_path, "ts = '2026-11-24T01:02:00Z' or schema_version = 1") == 2
         assert _count(tmp_path, "ts = '2026-11-24T01:02:00Z'") == 1
+
+
+def test_a_count_over_days_cached_earlier_and_days_read_now(tmp_path: Path) -> None:
+    write(tmp_path, [action(n * 60 * 12) for n in range(6)])  # two a day, three days
+    location = open_location(str(tmp_path))
+
+    def count(days: int, where: str | None = None) -> int:
+        window = (T0, T0 + timedelta(days=days))
+        files = location.files(*window, ACTION_KINDS)
+        return count_actions(
+            location, files, "refund-agent", *window, where, None, stats=ScanStats()
+        )
+
+    assert count(1) == 2  # day 1 cached (with the cache on)
+    assert count(3) == 6  # day 1 from the cache, days 2 and 3 read now
+    # actions at minutes 0, 720, ..., 3600 (amount = 5 x minute); 2880 is the 2-day bound
+    assert count(3, "args.amount >= 3600") == 5
+    assert count(2, "args.amount >= 3600") == 3
