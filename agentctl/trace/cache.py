@@ -135,6 +135,8 @@ class PartitionCache:
         tmp = entry.manifest.with_name(f".{entry.manifest.name}.{os.getpid()}")
         tmp.write_text(json.dumps(doc))
         tmp.replace(entry.manifest)
+        # cache version 1 kept each partition's rows (with their lines) next to its manifest
+        (entry.manifest.parent / "records.parquet").unlink(missing_ok=True)
 
     def collect(self, base: Path) -> None:
         """Delete the batches of ``base`` no manifest refers to (their partitions were rebuilt).

@@ -254,3 +254,19 @@ def test_a_count_over_days_cached_earlier_and_days_read_now(tmp_path: Path) -> N
     # actions at minutes 0, 720, ..., 3600 (amount = 5 x minute); 2880 is the 2-day bound
     assert count(3, "args.amount >= 3600") == 5
     assert count(2, "args.amount >= 3600") == 3
+
+
+def test_a_version_1_cache_is_replaced_not_read(tmp_path: Path, trace_cache: str) -> None:
+    write(tmp_path / "audit", [action(1), action(2)])
+    if trace_cache != "cache":
+        return
+    location = open_location(str(tmp_path / "audit"))
+    entry = cache_mod.PartitionCache(tmp_path / "trace-cache").entry(
+        location.url, "dt=2026-11-24", "actions"
+    )
+    entry.manifest.parent.mkdir(parents=True)
+    entry.manifest.write_text(json.dumps({"version": 1, "files": [], "stats": {}}))
+    old = entry.manifest.parent / "records.parquet"
+    old.write_bytes(b"PAR1 rows of an older agentctl")
+    assert _count(tmp_path / "audit") == 2
+    assert not old.exists() and json.loads(entry.manifest.read_text())["version"] == 2
