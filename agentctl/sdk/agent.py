@@ -47,9 +47,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ from agentctl.sdk.sinks import Sink, Writer
 
 SCHEMA_VERSION = 1
 R = TypeVar("R")
+_log = logging.getLogger("agentctl.sdk")
 
 
 class SdkError(Exception):
@@ -158,7 +160,9 @@ def make_effect(
     }
 
 
-EffectsOf = Callable[[dict[str, Any], Any], list[dict[str, Any]]]
+EffectList = list[dict[str, Any]]
+# (call arguments, result) -> effects; may be `async def` for an `async def` tool
+EffectsOf = Callable[[dict[str, Any], Any], EffectList | Awaitable[EffectList]]
 
 
 @dataclass
@@ -175,6 +179,11 @@ class _Pending:
 
 def _shadow_value(shadow_result: Any, call_args: dict[str, Any]) -> Any:
     return shadow_result(call_args) if callable(shadow_result) else shadow_result
+
+
+def _extractor_error(exc: BaseException) -> str:
+    # an extractor bug must not break the agent: it is recorded on the action instead
+    return f"effects extractor failed: {type(exc).__name__}: {exc}"
 
 
 class Agent:
@@ -345,8 +354,20 @@ class Agent:
 
         An ``async def`` tool gets an ``async def`` guard: it awaits the tool and records what
         it returned or raised, reads a stale kill switch off the event loop
-        (:meth:`KillSwitch.astate`), and never waits on the sink. Generator functions are
-        refused: their body would run after the guard had returned, unguarded and unrecorded.
+        (:meth:`KillSwitch.astate`), and never waits on the sink; its ``effects=`` extractor may
+        be ``async def`` too (awaited). A call cancelled while the switch is read is recorded
+        ``failed`` (the tool did not run) and the cancellation propagates. Generator functions
+        are refused: their body would run after the guard had returned, unguarded and
+        unrecorded; so is an ``async def`` extractor on a sync tool (nothing would await it).
+
+        A sync tool that returns an awaitable: a coroutine object has not started, so it is
+        closed, recorded ``failed`` and refused with :class:`UsageError`. Any other awaitable
+        (a Future from ``loop.run_in_executor``, a Task) may already be doing its work, so the
+        call is recorded ``executed`` (rollback treats it as done) with ``result`` a
+        ``<pending ...>`` note and ``error`` saying its outcome was not recorded, a warning is
+        logged, and the awaitable is returned unchanged: raising instead would hide the outcome
+        of work that is already running from the caller. Guard the ``async def`` function
+        itself to have the outcome recorded.
         """
 
         def decorate(fn: Callable[..., R]) -> Callable[..., R]:
@@ -374,7 +395,11 @@ class Agent:
                     call_args = bind(args, kwargs)
                     pending = self._begin(tool_name, call_args, wants_key, wants_call)
                     ks = self.killswitch
-                    state = await ks.astate() if ks is not None else SwitchState()
+                    try:
+                        state = await ks.astate() if ks is not None else SwitchState()
+                    except BaseException as exc:  # CancelledError: the tool did not run
+                        self._record_not_run(pending, exc, "before the kill switch was read")
+                        raise
                     if self._gate(pending, state):
                         result = _shadow_value(shadow_result, call_args)
                         if inspect.isawaitable(result):
@@ -387,11 +412,29 @@ class Agent:
                     except BaseException as exc:  # CancelledError too: recorded, re-raised
                         self._record_failed(pending, exc, t0)
                         raise
-                    self._record_executed(pending, result, t0, effects, call_args)
+                    extracted: list[dict[str, Any]] = []
+                    if effects is not None:
+                        try:
+                            found = effects(call_args, result)
+                            if inspect.isawaitable(found):  # an `async def` extractor
+                                found = await found
+                            extracted = list(found)
+                        except BaseException as exc:  # the tool ran: still recorded executed
+                            pending.body["error"] = _extractor_error(exc)
+                            if not isinstance(exc, Exception):  # cancelled while extracting
+                                self._record_executed(pending, result, t0, extracted)
+                                raise
+                    self._record_executed(pending, result, t0, extracted)
                     return result
 
                 guarded = guarded_async
             else:
+                if effects is not None and inspect.iscoroutinefunction(effects):
+                    raise UsageError(
+                        f"tool {tool_name!r}: the effects= extractor is an `async def` function "
+                        "but the tool is not; a sync guard cannot await it (use a plain function, "
+                        "or make the tool `async def`)"
+                    )
 
                 @functools.wraps(fn)
                 def guarded_sync(*args: Any, **kwargs: Any) -> Any:
@@ -469,24 +512,42 @@ class Agent:
         )
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
+    def _record_not_run(self, p: _Pending, exc: BaseException, when: str) -> None:
+        """The call ended (cancelled, typically) before the tool ran: ``failed``, no effects."""
+        import asyncio  # only async guards get here; asyncio is not imported by the SDK
+
+        what = "cancelled" if isinstance(exc, asyncio.CancelledError) else "interrupted"
+        p.body.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {what} {when}; the tool did not run",
+        )
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+
     def _record_executed(
-        self,
-        p: _Pending,
-        result: Any,
-        t0: float,
-        effects_of: EffectsOf | None,
-        call_args: dict[str, Any],
+        self, p: _Pending, result: Any, t0: float, extracted: list[dict[str, Any]]
     ) -> None:
-        found = list(p.call.effects)
-        if effects_of is not None:
-            try:
-                found.extend(effects_of(call_args, result))
-            except Exception as exc:  # an extractor bug must not break the agent: recorded
-                p.body["error"] = f"effects extractor failed: {type(exc).__name__}: {exc}"
         p.body.update(
             status="executed",
             result=result,
-            effects=found,
+            effects=[*p.call.effects, *extracted],
+            duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+        )
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+
+    def _record_started(self, p: _Pending, awaitable: Any, t0: float) -> None:
+        """A sync tool returned an awaitable that is not a coroutine (a Future, a Task, ...):
+        its work may already be running, so the call is recorded ``executed`` (rollback treats
+        it as done); what it will return and change is not known to the guard."""
+        kind = f"{type(awaitable).__module__}.{type(awaitable).__qualname__}"
+        p.body.update(
+            status="executed",
+            result=f"<pending {kind}>",
+            error=(
+                f"the tool returned an awaitable ({kind}) the guard does not await: its work may "
+                "have run; its outcome and any effects it has not declared are not recorded "
+                "(guard the `async def` function itself)"
+            ),
+            effects=list(p.call.effects),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
@@ -516,18 +577,34 @@ class Agent:
             self._record_failed(p, exc, t0)
             raise
         if inspect.isawaitable(result):
-            # a sync-looking callable that returns a coroutine (a wrapper around an async
-            # function): nothing has run yet. Refuse instead of recording a coroutine object.
-            close = getattr(result, "close", None)
-            if callable(close):
-                close()
-            problem = UsageError(
-                f"tool {tool!r} returned an awaitable: guard the `async def` function itself "
-                "so the guard can await it"
+            if inspect.iscoroutine(result):
+                # a sync-looking wrapper around an `async def` function: a coroutine object
+                # has not started, so nothing ran. Close it, record, refuse.
+                result.close()
+                problem = UsageError(
+                    f"tool {tool!r} returned a coroutine: guard the `async def` function "
+                    "itself so the guard can await it"
+                )
+                self._record_failed(p, problem, t0)
+                raise problem
+            # any other awaitable (a Future from run_in_executor, a Task) may already be
+            # running its work: never "failed, nothing happened". Recorded executed with its
+            # outcome unknown, and handed back so the caller's await sees the real outcome.
+            self._record_started(p, result, t0)
+            _log.warning(
+                "agentctl: tool %r returned a %s the guard cannot await; recorded executed "
+                "with its outcome unknown (guard the async def function itself)",
+                tool,
+                type(result).__qualname__,
             )
-            self._record_failed(p, problem, t0)
-            raise problem
-        self._record_executed(p, result, t0, effects_of, call_args)
+            return result
+        extracted: list[dict[str, Any]] = []
+        if effects_of is not None:
+            try:  # an `async def` extractor was refused when the tool was decorated
+                extracted = list(effects_of(call_args, result))  # type: ignore[arg-type]
+            except Exception as exc:  # an extractor bug must not break the agent: recorded
+                p.body["error"] = _extractor_error(exc)
+        self._record_executed(p, result, t0, extracted)
         return result
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ Decisions (documented in the README):
 In asyncio code, :meth:`KillSwitch.astate` never blocks the event loop: a fresh cached state is
 returned at once; a refresh (one ``GetParameters`` round trip through a synchronous boto3 client:
 a blocking network read, bounded only by the client's connect/read timeouts and retries) runs in
-a worker thread via ``asyncio.to_thread``, and the tasks of one event loop that find the cache
-stale at the same moment share that one refresh instead of each occupying a thread.
+a worker thread of the loop's default executor, and the tasks of one event loop that find the
+cache stale at the same moment share that one refresh instead of each occupying a thread. A loop
+closed while its refresh is still running (one managed by hand) is forgotten when the refresh
+lands, and leaves no pending task behind.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class KillSwitch:
         self._good: SwitchState | None = None
         self._good_at = float("-inf")
         # one in-flight asyncio refresh per event loop (see astate)
-        self._flights: dict[asyncio.AbstractEventLoop, asyncio.Task[SwitchState]] = {}
+        self._flights: dict[asyncio.AbstractEventLoop, asyncio.Future[SwitchState]] = {}
         self._flights_lock = threading.Lock()
 
     def state(self) -> SwitchState:
@@ -119,16 +121,25 @@ class KillSwitch:
         with self._flights_lock:
             flight = self._flights.get(loop)
             if flight is None:
-                flight = loop.create_task(asyncio.to_thread(self.state))
+                # loops closed while their refresh was still running (loops managed by hand:
+                # run_until_complete, then close) never see it land: forget them here
+                for closed in [lp for lp in self._flights if lp.is_closed()]:
+                    del self._flights[closed]
+                flight = loop.run_in_executor(None, self._read_for, loop)
                 self._flights[loop] = flight
-                flight.add_done_callback(lambda done: self._land(loop, done))
-        # shield: a caller that is cancelled must not cancel the refresh the others wait on
+        # shield: a caller that is cancelled must not cancel the refresh the others wait on.
+        # The flight is a plain future, not a Task: if its loop is closed before it lands,
+        # nothing is left pending to be destroyed with a warning.
         return await asyncio.shield(flight)
 
-    def _land(self, loop: asyncio.AbstractEventLoop, done: asyncio.Task[SwitchState]) -> None:
-        with self._flights_lock:
-            if self._flights.get(loop) is done:
-                del self._flights[loop]
+    def _read_for(self, loop: asyncio.AbstractEventLoop) -> SwitchState:
+        """The worker-thread side of a flight: read, then free the loop's slot (even when the
+        loop was closed meanwhile; the cache is fresh, so no new flight is needed)."""
+        try:
+            return self.state()
+        finally:
+            with self._flights_lock:
+                self._flights.pop(loop, None)
 
     def _refresh(self, now: float) -> SwitchState:
         names = [n for n in (self.registry_parameter, self.shadow_parameter) if n]

@@ -295,7 +295,7 @@ def test_a_sync_wrapper_returning_a_coroutine_is_refused_and_nothing_runs(rig: R
     def hidden(order_id: str) -> Any:  # looks sync, returns an un-awaited coroutine
         return real(order_id)
 
-    with rig.agent.unit_of_work("T-6"), pytest.raises(UsageError, match="awaitable"):
+    with rig.agent.unit_of_work("T-6"), pytest.raises(UsageError, match="coroutine"):
         hidden("o-6")
     assert ran == []
     [record] = actions(rig)
