@@ -327,7 +327,7 @@ class Traces:
     def _chains_with_effects(self, chains: list[Chain], derived: ExtractStats) -> list[Chain]:
         """Derived effects on each chain's action and on the earlier tool calls it shows."""
         by_agent: dict[str, Extraction] = {}
-        done: dict[tuple[str, str, str], ActionRecord] = {}  # each record derived (and counted) once
+        done: dict[tuple[str, str, str], ActionRecord] = {}  # each record derived, counted once
 
         def once(record: ActionRecord) -> ActionRecord:
             key = (record.agent, record.span_id, record.action_id)
