@@ -17,8 +17,8 @@ record per action in the decisions files (realistic sizes: ~0.9 kB per action). 
 3. ``agentctl trace ACTION_ID`` (find by id over all 30 days + decision chain) vs
    ``jq 'select(.action_id == ...)'`` over every action file (find only);
 
-each agentctl figure three ways: cold (the day-partition cache is empty: JSONL is parsed and the
-cache built in the same pass), warm (the cache is current), and cache off
+each agentctl figure three ways: cold (the day-partition cache is emptied before each run, so
+cold is a median of ``--runs`` runs too: JSONL is parsed and the cache built in the same pass), warm (the cache is current), and cache off
 (``AGENTCTL_TRACE_CACHE=off``: JSONL parsed on every run). ``trace`` never uses the cache (it
 filters lines on the quoted id before parsing), so its three runs differ only by what the OS
 has cached. The cache lives in ``--cache-dir`` (default bench/results/trace-cache; deleted at
@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,17 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
 
 
 def measure(
-    label: str, cmd: list[str], runs: int, env: dict[str, str] | None = None
+    label: str,
+    cmd: list[str],
+    runs: int,
+    env: dict[str, str] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> tuple[float, int, str]:
+    """Median wall time of ``runs`` runs (``before`` runs untimed ahead of each one)."""
     times, peaks, text = [], [], ""
     for _ in range(runs):
+        if before is not None:
+            before()
         t, peak, text = timed(cmd, env)
         times.append(t)
         peaks.append(peak)
@@ -409,8 +417,14 @@ def main() -> int:
         "--count"
     )
     count_cmd = agentctl_count(root, since, until)
+    # cold: the cache emptied before each run, so cold is a median too, not one sample; the last
+    # cold run leaves the cache the warm runs read
     c_t, c_peak, c_out = measure(
-        "agentctl, cold (parses JSONL, builds cache)", count_cmd, 1, warm_env
+        "agentctl, cold (parses JSONL, builds cache)",
+        count_cmd,
+        args.runs,
+        warm_env,
+        before=lambda: shutil.rmtree(cache_dir, ignore_errors=True),
     )
     a_t, a_peak, a_out = measure(
         "agentctl, warm (day-partition cache)", count_cmd, args.runs, warm_env
