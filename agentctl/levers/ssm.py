@@ -41,26 +41,42 @@ class RegistryState(State):
     )
 
 
+# (value, version, type, KMS key id of a SecureString): what a write must carry over
+LastRead = tuple[str | None, int, str, str | None]
+
+
 class _Parameter:
     """Read-modify-write of one SSM parameter with interleaved-write detection."""
 
-    def __init__(
-        self, step: Step[Any, Any], name: str, last_read: tuple[str | None, int, str] | None = None
-    ) -> None:
+    def __init__(self, step: Step[Any, Any], name: str, last_read: LastRead | None = None) -> None:
         self.step = step
         self.name = name
         self.last_read = last_read
 
-    def read(self) -> tuple[str | None, int, str]:
+    def read(self) -> LastRead:
         try:
             response = self.step.call("ssm", "GetParameter", Name=self.name, WithDecryption=True)
         except AwsCallError as exc:
             if exc.code == "ParameterNotFound":
-                return None, 0, "String"
+                return None, 0, "String", None
             raise
         param = response["Parameter"]
-        self.last_read = (param["Value"], int(param["Version"]), param.get("Type", "String"))
+        type_ = param.get("Type", "String")
+        key_id = self._key_id() if type_ == "SecureString" else None
+        self.last_read = (param["Value"], int(param["Version"]), type_, key_id)
         return self.last_read
+
+    def _key_id(self) -> str | None:
+        """The KMS key of a SecureString. GetParameter does not say, and a PutParameter without
+        ``KeyId`` re-encrypts the value under the account's default ``aws/ssm`` key: containment
+        must not silently move a registry off its customer-managed key."""
+        response = self.step.call(
+            "ssm",
+            "DescribeParameters",
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.name]}],
+        )
+        found = response.get("Parameters") or []
+        return str(found[0]["KeyId"]) if found and found[0].get("KeyId") else None
 
     def value_at(self, version: int) -> str:
         paginator_args: dict[str, Any] = {"Name": self.name, "WithDecryption": True}
@@ -80,14 +96,21 @@ class _Parameter:
         Starts from the last read (the plan's snapshot) when there is one: a write in between
         is caught by the version check like any other interleaved write.
         """
-        value, version, type_ = self.last_read or self.read()
+        value, version, type_, key_id = self.last_read or self.read()
         current = value  # what the parameter holds now, as far as we know
+        keep_key = {"KeyId": key_id} if key_id else {}
         for _ in range(MAX_CONFLICT_RETRIES):
             new_value = modify(value)
             if new_value == current:
                 return
             response = self.step.call(
-                "ssm", "PutParameter", Name=self.name, Value=new_value, Type=type_, Overwrite=True
+                "ssm",
+                "PutParameter",
+                Name=self.name,
+                Value=new_value,
+                Type=type_,
+                Overwrite=True,
+                **keep_key,
             )
             written = int(response["Version"])
             if written == version + 1:
@@ -128,8 +151,8 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
     Undo puts back each selected entry's ``enabled`` exactly (removing entries that were absent).
     Other entries are never touched; interleaved writers are detected by parameter version.
 
-    IAM: ssm:GetParameter, ssm:PutParameter, ssm:GetParameterHistory (kms:Decrypt/Encrypt for a
-    SecureString).
+    IAM: ssm:GetParameter, ssm:PutParameter, ssm:GetParameterHistory; for a SecureString also
+    ssm:DescribeParameters (its KMS key is written back with the value) and kms:Decrypt/Encrypt.
     """
 
     kind = "registry.disable_tools"
@@ -166,7 +189,7 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
 
     def snapshot(self) -> RegistryState:
         param = _Parameter(self, self.parameter)
-        raw, version, _ = param.read()
+        raw, version, _, _ = param.read()
         self._last_read = param.last_read
         if raw is None:
             raise AwsCallError(
@@ -227,7 +250,7 @@ class DisableTools(Step[RegistryInputs, RegistryState]):
 
         _Parameter(self, self.parameter, self._take_last_read()).update(modify)
 
-    def _take_last_read(self) -> tuple[str | None, int, str] | None:
+    def _take_last_read(self) -> LastRead | None:
         last, self._last_read = getattr(self, "_last_read", None), None
         return last
 
@@ -308,7 +331,7 @@ class ShadowMode(Step[ShadowInputs, FlagState]):
         return f"ssm:{self.parameter}"
 
     def snapshot(self) -> FlagState:
-        raw, _, _ = _Parameter(self, self.parameter).read()
+        raw, _, _, _ = _Parameter(self, self.parameter).read()
         return FlagState(value=raw)
 
     def is_applied(self, state: FlagState) -> bool:
@@ -338,7 +361,7 @@ class ShadowMode(Step[ShadowInputs, FlagState]):
                 if exc.code != "ParameterNotFound":
                     raise
             return
-        current, _, _ = _Parameter(self, self.parameter).read()
+        current, _, _, _ = _Parameter(self, self.parameter).read()
         if current != before.value:
             self.call(
                 "ssm",

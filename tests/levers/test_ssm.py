@@ -112,3 +112,36 @@ def test_shadow_flag_absent_before_is_removed_on_undo(make: MakeStep, seeded: Aw
     assert before.value is None and applied.value == "shadow"
     with pytest.raises(seeded.client("ssm").exceptions.ParameterNotFound):
         seeded.client("ssm").get_parameter(Name="/agents/refund-agent/mode")
+
+
+def test_a_secure_registry_keeps_its_kms_key_through_contain_and_undo(
+    make: MakeStep, seeded: Aws
+) -> None:
+    """A SecureString registry under a customer-managed key: every write says which key, because
+    a PutParameter without KeyId re-encrypts under the default aws/ssm key on real SSM. (moto
+    keeps the old key either way, so the test checks the requests, and the key SSM reports.)"""
+    key = seeded.client("kms").create_key(Description="registry key")["KeyMetadata"]["KeyId"]
+    ssm = seeded.client("ssm")
+    doc = registry(seeded)
+    ssm.delete_parameter(Name=REGISTRY)
+    ssm.put_parameter(Name=REGISTRY, Value=json.dumps(doc), Type="SecureString", KeyId=key)
+    puts: list[dict[str, Any]] = []
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        puts.append(dict(params))
+
+    seeded.session.register("provide-client-params.ssm.PutParameter", capture)
+    for client in seeded._clients.values():
+        client.meta.events.register("provide-client-params.ssm.PutParameter", capture)
+
+    step = make("registry.disable_tools")
+    roundtrip(step)
+
+    assert len(puts) == 2  # one write to disable, one to restore: both name the key
+    assert {(p["Type"], p.get("KeyId")) for p in puts} == {("SecureString", key)}
+    [meta] = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [REGISTRY]}]
+    )["Parameters"]
+    assert meta["Type"] == "SecureString" and meta["KeyId"] == key
+    value = ssm.get_parameter(Name=REGISTRY, WithDecryption=True)["Parameter"]["Value"]
+    assert json.loads(value) == doc
