@@ -401,9 +401,13 @@ class Agent:
                         self._record_not_run(pending, exc, "before the kill switch was read")
                         raise
                     if self._gate(pending, state):
-                        result = _shadow_value(shadow_result, call_args)
-                        if inspect.isawaitable(result):
-                            result = await result
+                        try:
+                            result = _shadow_value(shadow_result, call_args)
+                            if inspect.isawaitable(result):
+                                result = await result
+                        except BaseException as exc:  # cancelled too: the tool never runs
+                            self._record_shadow_failed(pending, exc)
+                            raise
                         self._record_shadowed(pending, result)
                         return result
                     t0 = time.perf_counter()
@@ -503,6 +507,17 @@ class Agent:
         p.body.update(status="shadowed", result=result)
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
+    def _record_shadow_failed(self, p: _Pending, exc: BaseException) -> None:
+        """In shadow mode the tool never runs; a ``shadow_result`` that raised (or a call
+        cancelled while awaiting it) is still a shadowed call, with the error."""
+        p.body.update(
+            status="shadowed",
+            result=None,
+            error=f"{type(exc).__name__}: {exc} (computing the shadow result; "
+            "the tool did not run)",
+        )
+        self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
+
     def _record_failed(self, p: _Pending, exc: BaseException, t0: float) -> None:
         p.body.update(
             status="failed",
@@ -567,7 +582,11 @@ class Agent:
         p = self._begin(tool, call_args, wants_key, wants_call)
         state = self.killswitch.state() if self.killswitch is not None else SwitchState()
         if self._gate(p, state):
-            result = _shadow_value(shadow_result, call_args)
+            try:
+                result = _shadow_value(shadow_result, call_args)
+            except BaseException as exc:
+                self._record_shadow_failed(p, exc)
+                raise
             self._record_shadowed(p, result)
             return result
         t0 = time.perf_counter()

@@ -138,6 +138,53 @@ def test_shadow_mode_executes_nothing_and_awaits_an_async_shadow_result(
     assert record.result == {"shadow": True, "order": "o-9"}
 
 
+def test_a_call_cancelled_while_its_shadow_result_is_awaited_is_still_recorded(
+    rig: Rig, agentctl: Agentctl
+) -> None:
+    awaiting: list[asyncio.Event] = []
+
+    async def slow(args: dict[str, Any]) -> dict[str, Any]:
+        awaiting[0].set()
+        await asyncio.sleep(3600)
+        return {"never": True}
+
+    issue_refund = async_refund(rig, shadow_result=slow)
+    agentctl.execute(agentctl.plan_shadow("refund-agent"), reason="test")
+
+    async def main() -> None:
+        awaiting.append(asyncio.Event())
+        with rig.agent.unit_of_work("T-5"):
+            task = asyncio.ensure_future(issue_refund("o-10", 5))
+            await asyncio.wait_for(awaiting[0].wait(), 10)  # the guard is awaiting `slow`
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert rig.payments.refunds == []
+    [record] = actions(rig)
+    assert record.status == "shadowed" and record.result is None
+    assert record.error is not None and record.error.startswith("CancelledError")
+    assert "the tool did not run" in record.error
+
+
+def test_a_shadow_result_that_raises_is_recorded_shadowed_with_the_error(
+    rig: Rig, agentctl: Agentctl
+) -> None:
+    def broken(args: dict[str, Any]) -> Any:
+        raise KeyError("amount")
+
+    @rig.agent.tool("issue_refund", shadow_result=broken)
+    def issue_refund(order_id: str) -> None:
+        raise AssertionError("never runs in shadow mode")
+
+    agentctl.execute(agentctl.plan_shadow("refund-agent"), reason="test")
+    with rig.agent.unit_of_work("T-6"), pytest.raises(KeyError):
+        issue_refund("o-11")
+    [record] = actions(rig)
+    assert record.status == "shadowed" and "KeyError" in (record.error or "")
+
+
 def test_contain_reaches_a_running_async_agent_through_the_cache(
     rig: Rig, agentctl: Agentctl
 ) -> None:
