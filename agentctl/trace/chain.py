@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentctl.errors import AgentctlError
 from agentctl.trace.query import ACTION_KINDS, ALL_KINDS, duckdb_usable, scan_file, utc
 from agentctl.trace.records import (
@@ -87,7 +89,9 @@ def find_actions(
         for line in duck.find_lines(
             location, files, pred, kinds="actions", stats=stats, needle=duck.needle_for(ident)
         ):
-            record = ActionRecord.model_validate(json.loads(line))
+            record = _parsed(line, location.url, stats)
+            if not isinstance(record, ActionRecord):
+                continue
             if all(r.action_id != record.action_id for r in found):
                 found.append(record)
     else:
@@ -138,7 +142,9 @@ def decision_chain(
             stats=stats,
             needle=duck.needle_for(action.trace_id),
         ):
-            records.append(parse_record(json.loads(line)))
+            parsed = _parsed(line, location.url, stats)
+            if parsed is not None:
+                records.append(parsed)
     else:
         records = [
             r
@@ -150,6 +156,23 @@ def decision_chain(
     order = {"input": 0, "retrieval": 1, "model_call": 2, "action": 3}
     records.sort(key=lambda r: (r.ts, order[r.record_type]))
     return Chain(action, records)
+
+
+def _parsed(line: str, where: str, stats: ScanStats) -> AnyRecord | None:
+    """A line DuckDB picked out, as a record; one the models refuse is counted (as the python
+    engine counts it), never an internal error that hides the rest of the chain."""
+    try:
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError(f"not an object: {type(data).__name__}")
+        return parse_record(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        stats.add_bad(where, 0, "invalid", f"{field}: {first['msg']}")
+    except ValueError as exc:
+        stats.add_bad(where, 0, "not_json", str(exc))
+    return None
 
 
 def _dedupe(records: Sequence[AnyRecord]) -> list[AnyRecord]:

@@ -27,7 +27,7 @@ from typing import Any
 from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
 from agentctl.trace.records import ActionRecord
-from agentctl.trace.scan import ScanStats, decode_lines, open_text, validate
+from agentctl.trace.scan import ScanStats, decode_lines, open_text, readable_lines, validate
 from agentctl.trace.source import Location, RecordFile, open_location
 
 ACTION_KINDS = frozenset({"actions", "mixed", "otlp"})
@@ -102,7 +102,7 @@ def scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterato
         from agentctl.trace.otlp import normalise
 
         with location.open(file) as raw, open_text(file.name, raw) as text:
-            content = text.read()
+            content = "".join(readable_lines(file.name, text, stats))
         records = normalise(file.name, content, stats)
         stats.lines += len(records)
         for data in records:

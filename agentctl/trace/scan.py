@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from pydantic import ValidationError
 from agentctl.trace.records import SUPPORTED_VERSIONS, parse_record
 
 MAX_EXAMPLES = 5
-BadReason = str  # not_json | not_object | unknown_version | unknown_record_type | invalid
+# not_json | not_object | unknown_version | unknown_record_type | invalid | truncated_gzip
+BadReason = str
 
 
 @dataclass
@@ -77,11 +79,36 @@ def open_text(name: str, raw: IO[bytes]) -> IO[str]:
     return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
 
 
+# What reading a damaged gzip stream raises: a member cut short (a writer that crashed or is
+# still appending), bytes that are not gzip at all, a corrupt deflate stream.
+GZIP_DAMAGE = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def readable_lines(name: str, lines: Iterable[str], stats: ScanStats) -> Iterator[str]:
+    """``lines``, stopping at a damaged gzip stream: what came before is kept, the rest of the
+    file is one bad line (``truncated_gzip``) at the place it broke, never a crash."""
+    iterator = iter(lines)
+    number = 0
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except GZIP_DAMAGE as exc:
+            stats.lines += 1
+            stats.add_bad(
+                name, number + 1, "truncated_gzip", f"{type(exc).__name__}: {exc}; rest unread"
+            )
+            return
+        number += 1
+        yield line
+
+
 def decode_lines(
     name: str, lines: Iterable[str], stats: ScanStats
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, JSON object) for each readable line; count the others."""
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(readable_lines(name, lines, stats), start=1):
         if not line.strip():
             continue
         stats.lines += 1
