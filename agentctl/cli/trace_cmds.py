@@ -213,7 +213,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         count: Annotated[bool, typer.Option("--count", help="Only count the matches.")] = False,
-        limit: Annotated[int, typer.Option("--limit", help="Show at most this many.")] = 1000,
+        limit: Annotated[
+            int, typer.Option("--limit", min=0, help="Show at most this many.")
+        ] = 1000,
         engine: Engine = "auto",
         source: Source = None,
         dry_run: Annotated[

@@ -62,6 +62,8 @@ def iter_actions(
 ) -> Iterator[ActionRecord]:
     """See the module docstring."""
     since, until = check_window(since, until)
+    if limit is not None and limit < 0:
+        raise BadInputError(f"--limit must be 0 or more, not {limit}")
     match = where_lang.predicate(where)  # parse now: a bad --where fails before any I/O
     stats = stats if stats is not None else ScanStats()
     location = open_location(source, s3_client=s3_client)
@@ -77,12 +79,12 @@ def iter_actions(
         return
     found: list[ActionRecord] = []
     for file in files:
-        for record in scan_file(location, file, stats):
+        for record, data in scan_file_raw(location, file, stats):
             if not isinstance(record, ActionRecord) or record.agent != agent:
                 continue
             if not since <= record.ts < until or (tool and record.tool != tool):
                 continue
-            if where and not match(record.model_dump(mode="json")):
+            if where and not match(data):
                 continue
             found.append(record)
     found.sort(key=lambda r: (r.ts, r.action_id))
@@ -97,6 +99,15 @@ def duckdb_usable(source: str) -> bool:
 
 def scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:
     """Every valid record in one file (JSONL, gzip JSONL or OTLP JSON); bad ones counted."""
+    for record, _ in scan_file_raw(location, file, stats):
+        yield record
+
+
+def scan_file_raw(
+    location: Location, file: RecordFile, stats: ScanStats
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(record, the object it was read from): ``--where`` sees records as they were written
+    (as DuckDB does), not the model's normalised form with its defaults."""
     stats.files += 1
     if file.kind == "otlp":
         from agentctl.trace.otlp import normalise
@@ -108,10 +119,10 @@ def scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterato
         for data in records:
             record = validate(file.name, 0, data, stats)
             if record is not None:
-                yield record
+                yield record, data
         return
     with location.open(file) as raw, open_text(file.name, raw) as text:
         for number, data in decode_lines(file.name, text, stats):
             record = validate(file.name, number, data, stats)
             if record is not None:
-                yield record
+                yield record, data

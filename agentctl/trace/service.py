@@ -162,6 +162,8 @@ class Traces:
         since, until = check_window(since, until)
         if engine not in ENGINES:
             raise BadInputError(f"unknown engine {engine!r}", hint="use " + ", ".join(ENGINES))
+        if limit is not None and limit < 0:
+            raise BadInputError(f"--limit must be 0 or more, not {limit}")
         audit: AuditSpec | None = None
         if source is None:
             source, audit = self.audit_of(agent)
