@@ -18,7 +18,7 @@ from agentctl.engine.phases import ContainOptions, contain_steps, shadow_steps, 
 from agentctl.engine.runner import Engine, ProgressFn, dry_run_result
 from agentctl.errors import AgentctlError, BadInputError
 from agentctl.incidents.models import Incident, IncidentStatus
-from agentctl.incidents.store import IncidentStore, open_store
+from agentctl.incidents.store import IncidentStore, open_store, sqlite_path
 from agentctl.spec.loader import load_agent
 from agentctl.spec.models import AgentSpec
 
@@ -129,6 +129,15 @@ class Agentctl:
             self._store = open_store(self._store, aws=self.aws)
         return self._store
 
+    def find_open(self, agent: str) -> Incident | None:
+        """The agent's open incident. Reading creates nothing: with no SQLite file yet there is
+        no incident, and a plan, a --dry-run or a status leaves the state directory alone."""
+        if self._store is None or isinstance(self._store, str):
+            path = sqlite_path(self._store)
+            if path is not None and not path.exists():
+                return None
+        return self.store.find_open(agent)
+
     def spec(self, agent: str) -> AgentSpec:
         return load_agent(agent, self.runbooks_dir)
 
@@ -136,12 +145,12 @@ class Agentctl:
     def plan_contain(self, agent: str, options: ContainOptions | None = None) -> Plan:
         spec = self.spec(agent)
         steps = contain_steps(spec, options or ContainOptions())
-        return self.engine.plan(spec, "contain", steps, incident=self.store.find_open(agent))
+        return self.engine.plan(spec, "contain", steps, incident=self.find_open(agent))
 
     def plan_shadow(self, agent: str, *, off: bool = False) -> Plan:
         spec = self.spec(agent)
         if off:
-            incident = self.store.find_open(agent)
+            incident = self.find_open(agent)
             if incident is not None:
                 plan = self.engine.plan_undo(
                     spec, "shadow", incident, self.store, kinds={"shadow.flag"}
@@ -150,12 +159,12 @@ class Agentctl:
                     return plan
             return self.engine.plan(spec, "shadow", shadow_steps(spec, "live"))
         return self.engine.plan(
-            spec, "shadow", shadow_steps(spec, "shadow"), incident=self.store.find_open(agent)
+            spec, "shadow", shadow_steps(spec, "shadow"), incident=self.find_open(agent)
         )
 
     def plan_resume(self, agent: str) -> Plan:
         spec = self.spec(agent)
-        incident = self.store.find_open(agent)
+        incident = self.find_open(agent)
         if incident is None:
             raise BadInputError(
                 f"{agent} has no open incident: nothing to resume",
@@ -181,7 +190,7 @@ class Agentctl:
         spec = self.spec(agent)
         found = discover(self.aws, spec)  # event source mappings: no call without functions/queues
         plan = self.engine.plan(spec, "status", status_steps(spec, found.mappings))
-        incident = self.store.find_open(agent)
+        incident = self.find_open(agent)
         journal = self.store.journal(incident.id) if incident else []
         changed = {entries[0].target for entries in pending_undos(journal)}
         levers = [

@@ -91,7 +91,7 @@ def run_drain(
             question += f" and divert {queued} queued message(s) to review"
         confirm(question + "?", yes=yes, as_json=g.json, what=f"drain {agent}")
     if drain.plan.incident is None:
-        drain.plan.incident = ac.store.find_open(agent)
+        drain.plan.incident = ac.find_open(agent)
     if drain.plan.changes or divert or drain.plan.incident is not None or drain.plan.errors:
         run = ac.execute(drain.plan, reason=reason)
     else:

@@ -50,7 +50,7 @@ def run_plan(
         result = ac.execute(plan, reason=reason)
     else:
         if plan.incident is None:
-            plan.incident = ac.store.find_open(plan.agent)
+            plan.incident = ac.find_open(plan.agent)
         if plan.incident is not None or plan.errors:
             result = ac.execute(plan, reason=reason)
         else:

@@ -55,6 +55,14 @@ def store_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get(ENV_STORE) or str(default_state_dir() / "agentctl.db")
 
 
+def sqlite_path(url: str | None = None) -> Path | None:
+    """The file of an SQLite store URL (None for other stores)."""
+    url = store_url(url)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite://") :])
+    return None if "://" in url else Path(url)
+
+
 def open_store(url: str | None = None, *, aws: Aws | None = None) -> IncidentStore:
     """Open the store named by ``url`` (a path, ``sqlite:///path`` or ``dynamodb://TABLE``;
     DynamoDB uses ``aws``'s client)."""

@@ -1,0 +1,43 @@
+"""Reading changes nothing, locally either: a plan, a --dry-run or a status run on a machine
+that never recorded an incident leaves no incident store behind (a read-only state directory,
+a CI runner). The first real change creates it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentctl.aws import Aws
+from tests.cli.conftest import Run, as_json
+
+
+def test_dry_run_and_status_create_no_store_and_a_change_does(
+    cli: Run, cli_env: dict[str, str], sandbox_aws: Aws, tmp_path: Path
+) -> None:
+    store = tmp_path / "state" / "agentctl" / "incidents.db"
+    cli_env["AGENTCTL_STORE"] = str(store)
+
+    for args in (
+        ("contain", "refund-agent", "--hard", "--dry-run"),
+        ("shadow", "refund-agent", "--dry-run"),
+        ("status", "refund-agent"),
+    ):
+        proc = cli(*args, "-o", "json")
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert not store.exists() and not store.parent.exists(), args
+    assert as_json(cli("status", "refund-agent", "-o", "json"))["overall"] == "live"
+
+    proc = cli("contain", "refund-agent", "--yes", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert store.exists()
+    assert as_json(cli("status", "refund-agent", "-o", "json"))["incident"] is not None
+
+
+def test_resume_with_no_store_says_there_is_no_incident(
+    cli: Run, cli_env: dict[str, str], sandbox_aws: Aws, tmp_path: Path
+) -> None:
+    store = tmp_path / "nowhere" / "incidents.db"
+    cli_env["AGENTCTL_STORE"] = str(store)
+    proc = cli("resume", "refund-agent", "--yes")
+    assert proc.returncode == 2
+    assert "has no open incident" in proc.stderr
+    assert not store.exists()
