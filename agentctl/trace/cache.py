@@ -34,13 +34,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agentctl.trace.scan import BadLine, ScanStats
 from agentctl.trace.source import RecordFile
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 ENV = "AGENTCTL_TRACE_CACHE"
+LOCK = ".lock"  # under a location's cache directory: see PartitionCache.reading
 MAX_PATHS = 32  # --where paths kept per partition; beyond that a query reads the JSONL
 
 
@@ -138,13 +139,43 @@ class PartitionCache:
         # cache version 1 kept each partition's rows (with their lines) next to its manifest
         (entry.manifest.parent / "records.parquet").unlink(missing_ok=True)
 
+    def reading(self, base: Path) -> IO[bytes]:
+        """Hold a shared lock on ``base`` (a query between its lookups and its last read of the
+        batches they name): :meth:`collect` deletes nothing while one is held. Close the
+        returned file to release it."""
+        import fcntl
+
+        base.mkdir(parents=True, exist_ok=True)
+        lock = open(base / LOCK, "ab")  # noqa: SIM115 - held until the caller closes it
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        except OSError:
+            lock.close()
+            raise
+        return lock
+
     def collect(self, base: Path) -> None:
-        """Delete the batches of ``base`` no manifest refers to (their partitions were rebuilt).
-        A batch younger than a minute is left alone: another process may have just renamed it
-        into place and not yet written the manifests that name it."""
+        """Delete the batches of ``base`` no manifest refers to (their partitions were rebuilt),
+        and temporary files a killed process left (older than an hour). Only when no query
+        holds :meth:`reading` (else it is left for a later query); a batch younger than a
+        minute is left alone too."""
+        import fcntl
+
         folder = base / "batches"
         if not folder.is_dir():
             return
+        try:
+            lock = open(base / LOCK, "ab")  # noqa: SIM115 - closed below
+        except OSError:
+            return
+        with lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # a query is reading: next time
+            self._collect(base, folder)
+
+    def _collect(self, base: Path, folder: Path) -> None:
         used = set()
         for manifest in base.glob("*/manifest.json"):
             try:
@@ -152,13 +183,17 @@ class PartitionCache:
             except (OSError, ValueError):
                 continue
         now = time.time()
-        for batch in folder.glob("*.parquet"):
+        leftovers = [*folder.glob(".*.tmp"), *base.glob("*/.manifest.json.*")]
+        for path, age in [
+            *((b, 60) for b in folder.glob("*.parquet")),
+            *((t, 3600) for t in leftovers),
+        ]:
             try:
-                young = now - batch.stat().st_mtime < 60
+                young = now - path.stat().st_mtime < age
             except OSError:
                 continue
-            if batch.name not in used and not young:
-                batch.unlink(missing_ok=True)
+            if path.name not in used and not young:
+                path.unlink(missing_ok=True)
 
 
 def stats_from(doc: dict[str, Any]) -> ScanStats:

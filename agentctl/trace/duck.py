@@ -30,6 +30,7 @@ extension needed; the download is bounded by the window's partitions).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,13 +39,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
+from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
-from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord
+from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord, ActionStatus
 from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
@@ -65,10 +67,13 @@ FIELDS = (
     "trace_id",
     "span_id",
     "schema_version",
+    *("release_id", "parent_span_id", "error", "args", "effects", "duration_ms"),
+    *("model_requested", "source"),
 )
 _F = {name: i + 1 for i, name in enumerate(FIELDS)}
-# The fields the fast scan reads as text (``ts`` too, cast in SQL; ``schema_version`` as JSON).
-STRING_COLUMNS = (
+# The fields the fast scan reads as JSON (``ts`` as text, cast in SQL): what the checks of the
+# models need (:func:`_invalid`).
+JSON_COLUMNS = (
     "record_type",
     "agent",
     "tool",
@@ -78,10 +83,17 @@ STRING_COLUMNS = (
     "status",
     "trace_id",
     "span_id",
+    "schema_version",
+    *("release_id", "parent_span_id", "error", "args", "effects", "duration_ms"),
+    *("model_requested", "source"),
 )
 CACHED_COLUMNS = ("record_type", "agent", "tool")  # with file, bad, ts; --where paths on demand
-REQUIRED = ("agent", "trace_id", "span_id")
-REQUIRED_ACTION = ("agent", "tool", "action_id", "idempotency_key", "unit_of_work", "status")
+STATUSES = tuple(s.value for s in ActionStatus)
+_BOOL_WORDS = ("0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes")
+EFFECT_FIELDS = (
+    *("system", "resource_type", "resource_id", "operation"),
+    *("reversible", "idempotency_key", "details"),
+)
 # Values whose JSON text is just the value in double quotes, in any writer's output (and in
 # DuckDB's re-serialised fragments): those compare as fragments, without a second parse.
 _PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
@@ -199,17 +211,104 @@ class ColumnShape(Shape):
 
 
 def _ident(path: str) -> str:
-    # paths are identifiers joined by dots (the --where grammar): safe inside double quotes
-    return '"' + path.replace('"', "") + '"'
+    """The column of a --where path in the fast scan and the cache: named by a digest, as
+    DuckDB's names ignore case (``args.Amount`` and ``args.amount`` are two paths)."""
+    return '"p_' + hashlib.sha256(path.encode()).hexdigest()[:20] + '"'
 
 
 def _ts_sql(expr: str) -> str:
     """The timestamp of the string ``expr``, UTC without zone. ``...Z`` (what writers of this
-    schema write) casts without time zone rules; any other form (an offset; no zone = UTC)
-    through TIMESTAMPTZ. Both scans use it, so they accept the same timestamps."""
+    schema write) casts without time zone rules; a number (or a string of one) is Unix time as
+    pydantic reads it (seconds, milliseconds beyond 2e10); any other form (an offset; ``z``; no
+    zone = UTC) through TIMESTAMPTZ. Both scans use it, so they accept the same timestamps."""
+    num = f"TRY_CAST({expr} AS DOUBLE)"
     return (
-        f"(CASE WHEN ends_with({expr}, 'Z') THEN TRY_CAST({expr} AS TIMESTAMP) "
+        f"(CASE WHEN ends_with({expr}, ' Z') OR ends_with({expr}, ' z') THEN NULL "
+        f"WHEN ends_with({expr}, 'Z') THEN TRY_CAST({expr} AS TIMESTAMP) "
+        rf"WHEN regexp_full_match({expr}, '-?[0-9]+(\.[0-9]+)?') THEN "
+        f"TRY(to_timestamp(CASE WHEN abs({num}) > 2e10 THEN {num} / 1000 ELSE {num} END) "
+        "AT TIME ZONE 'UTC') "
+        f"WHEN ends_with({expr}, 'z') THEN TRY_CAST(left({expr}, -1) || 'Z' AS TIMESTAMP) "
         f"ELSE TRY_CAST(TRY_CAST({expr} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+    )
+
+
+def _invalid(j: Callable[[str], str]) -> str:
+    """SQL, true when a line of a known version and record type fails its model's checks
+    (:mod:`agentctl.trace.records`) on a field other than ``ts``: ``j(name)`` is the JSON of the
+    field, NULL when absent (or JSON null: the fast scan's reader cannot tell them apart, so
+    neither scan does). Types as pydantic takes them: strings only for strings, the statuses,
+    ``args`` an object, ``effects`` a list of effects, ``duration_ms`` a number (or numeric
+    string). JSON types are told by the first character of the (normalised) JSON text: no second
+    parse."""
+
+    def required(x: str, nonempty: bool = True) -> str:
+        empty = f" OR {x} = '\"\"'" if nonempty else ""
+        return f"COALESCE(NOT starts_with({x}, '\"'){empty}, true)"
+
+    def optional(x: str) -> str:
+        return f"COALESCE(NOT starts_with({x}, '\"'), false)"
+
+    statuses = ", ".join(f"'\"{s}\"'" for s in STATUSES)
+    words = ", ".join(f"'{w}'" for w in _BOOL_WORDS)
+    kinds = ", ".join(f'"{n}": "JSON"' for n in EFFECT_FIELDS)
+
+    def effect_bad(e: str) -> str:
+        strings = " OR ".join(
+            required(f"{e}.{n}", False)
+            for n in ("system", "resource_type", "resource_id", "operation")
+        )
+        rev = f"{e}.reversible"
+        reversible = (
+            f"COALESCE(CASE left({rev}, 1) WHEN 't' THEN false WHEN 'f' THEN false "
+            f"WHEN '\"' THEN lower(json_extract_string({rev}, '$')) NOT IN ({words}) "
+            f"WHEN '[' THEN true WHEN '{{' THEN true WHEN 'n' THEN true "
+            f"ELSE TRY_CAST({rev} AS DOUBLE) NOT IN (0, 1) END, true)"
+        )
+        plain = " AND ".join(
+            f"left({e}.{n}, 1) = '\"'"
+            for n in ("system", "resource_type", "resource_id", "operation")
+        )
+        # the common shape first: the field-by-field checks only for the others
+        return (
+            f"CASE WHEN {plain} AND {rev} IN ('true', 'false') "
+            f"AND COALESCE(left({e}.idempotency_key, 1), '\"') = '\"' "
+            f"AND COALESCE(left({e}.details, 1), '{{') = '{{' THEN false ELSE "
+            f"{e} IS NULL OR {strings} OR {reversible} OR {optional(f'{e}.idempotency_key')} "
+            f"OR COALESCE(NOT starts_with({e}.details, '{{'), false) END"
+        )
+
+    fx = j("effects")
+    # decoded, a null ``details`` (rejected) reads like an absent one (accepted): told apart on
+    # the text, where ``"details":null`` is rare
+    effects = (
+        f"COALESCE(NOT starts_with({fx}, '[') OR (len({fx}) > 2 AND (list_bool_or(list_transform("
+        f"from_json({fx}, '[{{{kinds}}}]'), lambda e: {effect_bad('e')})) "
+        f"OR (contains({fx}, '\"details\":null') AND list_contains(json_extract({fx}, "
+        f"'$[*].details')::VARCHAR[], 'null')))), false)"
+    )
+    duration = (
+        f"COALESCE(CASE left({j('duration_ms')}, 1) WHEN '\"' THEN "
+        f"TRY_CAST(json_extract_string({j('duration_ms')}, '$') AS DOUBLE) IS NULL "
+        f"WHEN '[' THEN true WHEN '{{' THEN true ELSE false END, false)"
+    )
+    rtype = j("record_type")
+    common = [required(j(n)) for n in ("agent", "trace_id", "span_id")]
+    common += [optional(j(n)) for n in ("release_id", "parent_span_id")]
+    action = [required(j(n)) for n in ("action_id", "unit_of_work", "tool", "idempotency_key")]
+    action += [
+        f"COALESCE({j('status')} NOT IN ({statuses}), true)",
+        optional(j("error")),
+        f"COALESCE(NOT starts_with({j('args')}, '{{'), false)",
+        effects,
+        duration,
+    ]
+    return (
+        "(" + " OR ".join(common) + f" OR CASE {rtype} "
+        f"WHEN '\"action\"' THEN " + " OR ".join(action) + " "
+        f"WHEN '\"model_call\"' THEN {required(j('model_requested'), False)} "
+        f"WHEN '\"retrieval\"' THEN {required(j('source'), False)} "
+        f"ELSE {optional(j('unit_of_work'))} END)"
     )
 
 
@@ -220,7 +319,7 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
     paths = (
         "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "".join(f", '{p}'" for p in extra or []) + "]"
     )
-    missing = " OR ".join(f"COALESCE({v(f)}, 'null') = 'null'" for f in REQUIRED_ACTION)
+    invalid = _invalid(lambda name: f"NULLIF({v(name)}, 'null')")
     types = ", ".join(f"'\"{t}\"'" for t in RECORD_TYPES)
     # MATERIALIZED with a prefilter: else the optimizer may push a caller's condition on ``v``
     # below the substring test, parsing every line instead of the few that hold the needle.
@@ -243,59 +342,68 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
                     THEN 'unknown_version'
                 WHEN {v("record_type")} IS NULL OR {v("record_type")} NOT IN ({types})
                     THEN 'unknown_record_type'
-                WHEN ts IS NULL OR COALESCE({v("trace_id")}, 'null') = 'null'
-                     OR COALESCE({v("span_id")}, 'null') = 'null'
-                     OR COALESCE({v("agent")}, 'null') = 'null' THEN 'invalid'
-                WHEN {v("record_type")} = '"action"' AND ({missing}) THEN 'invalid'
+                WHEN ts IS NULL OR {invalid} THEN 'invalid'
                 ELSE NULL
             END AS bad
         FROM raw
     )"""
 
 
+def _collides(paths: list[str]) -> bool:
+    """Whether two names the fast scan would read as columns differ only in case (DuckDB's
+    column names do not tell them apart): then the --where paths are read from the text."""
+    roots = {p[2:].split(".")[0] for p in paths} | set(JSON_COLUMNS) | {"ts"}
+    return len({r.lower() for r in roots}) < len(roots)
+
+
 def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
     """The ``columns`` map of the fast scan and, per --where path, the SQL of its JSON text.
 
-    A path under a base field reads that field (``to_json`` of its text); any other first name
+    A path under a base field reads that field (``json_extract`` below it); any other first name
     is read as a STRUCT of just the names asked under it, or as JSON when a path asks for it
-    whole or goes deeper than one level (then ``json_extract`` on that value)."""
-    columns = {c: "VARCHAR" for c in STRING_COLUMNS} | {"ts": "VARCHAR", "schema_version": "JSON"}
+    whole, goes deeper than one level, or asks names differing only in case (then
+    ``json_extract`` on that value, which tells them apart)."""
+    columns = {c: "JSON" for c in JSON_COLUMNS} | {"ts": "VARCHAR"}
     frags: dict[str, str] = {}
     roots: dict[str, list[tuple[str, ...]]] = {}
     for path in paths:
         parts = tuple(path[2:].split("."))
-        if parts[0] in columns:
-            if len(parts) > 1:
-                frags[path] = "NULL::JSON"  # a field of a string: never there
-            elif parts[0] == "schema_version":
-                frags[path] = "schema_version"
-            else:
-                frags[path] = f"to_json({parts[0]})"
+        if parts[0] == "ts":
+            frags[path] = "to_json(ts)" if len(parts) == 1 else "NULL::JSON"
+        elif parts[0] in columns and len(parts) == 1:
+            frags[path] = parts[0]
+        elif parts[0] in columns:
+            frags[path] = f"json_extract({parts[0]}, '{_sub(parts[1:])}')"
         else:
             roots.setdefault(parts[0], []).append(parts[1:])
     for root, rests in roots.items():
-        if all(len(r) == 1 for r in rests):
-            names = sorted({r[0] for r in rests})
+        names = sorted({r[0] for r in rests if r})
+        if all(len(r) == 1 for r in rests) and len({n.lower() for n in names}) == len(names):
             columns[root] = "STRUCT(" + ", ".join(f'"{n}" JSON' for n in names) + ")"
             for rest in rests:
                 frags["$." + ".".join((root, *rest))] = f"struct_extract({root}, '{rest[0]}')"
         else:
             columns[root] = "JSON"
             for rest in rests:
-                sub = "$" + "".join(f".{p}" for p in rest)
                 path = "$." + ".".join((root, *rest))
-                frags[path] = root if not rest else f"json_extract({root}, '{sub}')"
+                frags[path] = root if not rest else f"json_extract({root}, '{_sub(rest)}')"
     spec = "{" + ", ".join(f"'{k}': '{t}'" for k, t in columns.items()) + "}"
     return spec, frags
 
 
+def _sub(rest: tuple[str, ...]) -> str:
+    return "$" + "".join(f'."{p}"' for p in rest)
+
+
 def _fast(paths: list[str]) -> str:
     """The fast scan: SQL selecting ``file`` (index in ``$files``, from 0), ``bad`` (the line
-    is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS and one column per --where path,
-    over the files in ``$files``."""
+    is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS (text) and one column per --where
+    path (JSON, named by :func:`_ident`), over the files in ``$files``."""
+    if _collides(paths):
+        return _fast_from_text(paths)
     spec, frags = _read_columns(paths)
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
-    types = ", ".join(f"'{t}'" for t in RECORD_TYPES)
+    types = ", ".join(f"'\"{t}\"'" for t in RECORD_TYPES)
     flag = " OR ".join(
         [
             "schema_version IS NULL",
@@ -303,22 +411,32 @@ def _fast(paths: list[str]) -> str:
             "record_type IS NULL",
             f"record_type NOT IN ({types})",
             '"$ts" IS NULL',
-            *(f"{c} IS NULL" for c in REQUIRED),
-            "(record_type = 'action' AND ("
-            + " OR ".join(f"{c} IS NULL" for c in REQUIRED_ACTION)
-            + "))",
+            _invalid(lambda name: name),
         ]
     )
+    cached = ", ".join(f"json_extract_string({c}, '$') AS {c}" for c in CACHED_COLUMNS)
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
         SELECT ("$fi" - 1)::UINTEGER AS file,
-            COALESCE({flag}, true) AS bad, "$ts" AS ts, {", ".join(CACHED_COLUMNS)}{extra}
+            COALESCE({flag}, true) AS bad, "$ts" AS ts, {cached}{extra}
         FROM (
             -- names with `$` cannot clash with a record's fields (--where names are identifiers)
             SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
             FROM read_json($files, format = 'newline_delimited', columns = {spec},
                            ignore_errors = true, filename = '$file', hive_partitioning = false)
         )"""
+
+
+def _fast_from_text(paths: list[str]) -> str:
+    """The fast scan's relation computed by the exact scan (lines parsed as text): for --where
+    paths whose names differ only in case."""
+    cached = ", ".join(f"{text(c)} AS {c}" for c in CACHED_COLUMNS)
+    extra = "".join(f", v[{len(FIELDS) + i + 1}] AS {_ident(p)}" for i, p in enumerate(paths))
+    return f"""
+        {_classified(paths)}
+        SELECT (list_position($files, file) - 1)::UINTEGER AS file, bad IS NOT NULL AS bad,
+            ts::TIMESTAMP AS ts, {cached}{extra}
+        FROM c"""
 
 
 def action_conds(
@@ -543,6 +661,8 @@ class _Rows:
         self.paths = paths
         self.cache = _cache_of(cache) if len(paths) <= MAX_PATHS else None
         self._direct: _Files | None = None
+        self._lock: IO[bytes] | None = None  # shared: no batch is collected while we read
+        self._collect: Path | None = None  # collected on exit, when the lock is released
         self.names: dict[str, list[str]] = {}  # batch (or "" = direct) -> file index -> name
         self.relation = ""
         self.params: dict[str, Any] = {}
@@ -560,6 +680,7 @@ class _Rows:
                 self._cached(self.cache)
                 return self
             except (OSError, duckdb.IOException):
+                self._release()
                 self.cache = None  # unwritable cache directory: read directly
         self._direct = _Files(self.location, self.files, self.stats, self.sanitize)
         paths = self._direct.__enter__()
@@ -597,6 +718,14 @@ class _Rows:
     def __exit__(self, *exc: object) -> None:
         if self._direct is not None:
             self._direct.__exit__(*exc)
+        self._release()
+        if self.cache is not None and self._collect is not None:
+            self.cache.collect(self._collect)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _cached(self, cache: PartitionCache) -> None:
         by_part: dict[str, list[RecordFile]] = {}
@@ -604,6 +733,8 @@ class _Rows:
             by_part.setdefault(f.partition, []).append(f)
         ready: dict[str, Cached] = {}
         stale: dict[str, tuple[Entry, list[str]]] = {}
+        # held from the first lookup until the batches were read (__exit__)
+        self._lock = cache.reading(cache.entry(self.location.url, "", self.kinds).base)
         for part, files in sorted(by_part.items()):
             entry = cache.entry(self.location.url, part, self.kinds)
             found = cache.lookup(entry, files)
@@ -681,6 +812,7 @@ class _Rows:
                         )
                     else:
                         part_stats[f.partition].lines += int(lines)
+            os.utime(tmp)  # its age is from now: a fresh batch never looks old to collect
             tmp.replace(final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -691,7 +823,7 @@ class _Rows:
         for part, (entry, _) in stale.items():
             cache.store(entry, by_part[part], part_stats[part], final, names, paths)
             out[part] = Cached(part_stats[part], final, names, paths)
-        cache.collect(first.base)
+        self._collect = first.base
         return out
 
 
@@ -777,6 +909,8 @@ def iter_actions(
 
     The fast scan (or the cache) finds the matching rows; only the files holding the first
     ``limit`` of them (by time) are then read as text for the records themselves."""
+    if limit is not None and limit < 0:
+        raise BadInputError(f"--limit must be 0 or more, not {limit}")
     if not files:
         return
     node = where_lang.parse(where) if where else None
@@ -787,7 +921,7 @@ def iter_actions(
             attempt = ScanStats()
             try:
                 wanted = _holders(
-                    con, location, files, agent, since, until, node, tool, attempt, cache, limit,
+                    con, location, files, agent, since, until, node, tool, attempt, cache,
                     sanitize,
                 )  # fmt: skip
             except _NotUtf8 as exc:
@@ -796,11 +930,43 @@ def iter_actions(
                 continue
             break
         stats.merge(attempt)
-        chosen = [f for f in files if f.name in wanted]
-        if chosen:
-            yield from _listing(
-                con, location, chosen, agent, since, until, node, tool, stats, limit, sanitize
+        if limit is None:
+            chosen = [f for f in files if f.name in wanted(None)]
+            if chosen:
+                yield from _listing(
+                    con, location, chosen, agent, since, until, node, tool, stats, None, sanitize
+                )
+            return
+        # a matched row the models reject is counted, not shown: read further until `limit`
+        # valid rows are out (or there are no more matches)
+        want = limit
+        while True:
+            chosen = [f for f in files if f.name in wanted(want)]
+            trial = ScanStats()
+            got = (
+                list(
+                    _listing(
+                        con,
+                        location,
+                        chosen,
+                        agent,
+                        since,
+                        until,
+                        node,
+                        tool,
+                        trial,
+                        want,
+                        sanitize,
+                    )
+                )
+                if chosen
+                else []
             )
+            if len(got) >= limit or len(got) + trial.bad_total < want:
+                break
+            want += limit - len(got)
+        stats.merge(trial)
+        yield from got[:limit]
     finally:
         con.close()
 
@@ -816,10 +982,10 @@ def _holders(
     tool: str | None,
     stats: ScanStats,
     cache: PartitionCache | bool | None,
-    limit: int | None,
     sanitize: frozenset[str],
-) -> set[str]:
-    """Names of the files holding the first ``limit`` matches (all matches without a limit)."""
+) -> Callable[[int | None], set[str]]:
+    """Scans once; returns ``pick(n)``: names of the files holding the first ``n`` matches (all
+    matches for None)."""
     params: dict[str, Any] = {}
     with _Rows(
         con,
@@ -849,6 +1015,9 @@ def _holders(
                 f"FROM {rows.relation} WHERE {match}",
                 rows.params | params,
             )
+    names = dict(rows.names)
+
+    def pick(limit: int | None) -> set[str]:
         bound, last = "", {}
         if limit is not None:
             # every row among the first `limit` by (ts, action_id) has ts <= the limit-th ts
@@ -860,7 +1029,9 @@ def _holders(
         holders = con.execute(
             f"SELECT DISTINCT batch, file FROM scan WHERE hit{bound}", last
         ).fetchall()
-        return {rows.source(b, int(i)).name for b, i in holders}
+        return {names[b][int(i)] for b, i in holders}
+
+    return pick
 
 
 def _exact(
