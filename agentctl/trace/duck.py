@@ -47,11 +47,13 @@ from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
 from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord, ActionStatus
-from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats
+from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats, open_text, readable_lines
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
 MEMORY_LIMIT = "512MB"
-MAX_LINE = 8 * 1024 * 1024  # longer lines: the python engine reads them
+# Longer lines DuckDB's readers refuse (16 MB: read_json's maximum_object_size): a listing of
+# such a file is read by python
+MAX_LINE = 16 * 1024 * 1024
 RECORD_TYPES = ("action", "model_call", "retrieval", "input")
 # Fields pulled out of every line by ONE ``json_extract(line, [paths])`` call in the exact scan:
 # each line is parsed once; the list holds JSON fragments, ``v[i]``.
@@ -312,9 +314,24 @@ def _invalid(j: Callable[[str], str]) -> str:
     )
 
 
-def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
+_READ_LINES = f"""read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
+                      auto_detect = false, delim = '\x01', quote = '', escape = '',
+                      strict_mode = false, filename = true, hive_partitioning = false,
+                      max_line_size = {MAX_LINE})"""
+
+
+def _classified(
+    extra: list[str] | None = None, prefilter: bool = False, from_table: bool = False
+) -> str:
     """The exact scan: SQL of the relation ``c(file, line, v, ts, bad)`` over the files in
-    ``$files``; ``v`` holds the fragments of FIELDS and then of ``extra`` JSON paths."""
+    ``$files`` (``from_table``: over their lines as python read them into the temporary table
+    ``exact_lines``, see :func:`_exact`); ``v`` holds the fragments of FIELDS and then of
+    ``extra`` JSON paths."""
+    source = (
+        "(SELECT * FROM exact_lines WHERE list_contains($files, filename))"
+        if from_table
+        else _READ_LINES
+    )
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
     paths = (
         "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "".join(f", '{p}'" for p in extra or []) + "]"
@@ -326,10 +343,7 @@ def _classified(extra: list[str] | None = None, prefilter: bool = False) -> str:
     return f"""
     WITH raw AS {"MATERIALIZED " if prefilter else ""}(
         SELECT filename AS file, line, TRY(json_extract(line, {paths})) AS v
-        FROM read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
-                      auto_detect = false, delim = '\x01', quote = '', escape = '',
-                      strict_mode = false, filename = true, hive_partitioning = false,
-                      max_line_size = {MAX_LINE})
+        FROM {source}
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
               {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
@@ -508,16 +522,18 @@ class _Files:
                 path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
             elif file.name in self.sanitize:
                 # DuckDB refuses the file; read it as the python engine does (bad bytes become
-                # U+FFFD), so its lines are classified instead of lost
-                from agentctl.trace.scan import open_text
+                # U+FFFD; a damaged gzip stream keeps what came before it, the rest counted as
+                # one `truncated_gzip` line), so its lines are classified instead of lost
+                from agentctl.trace.scan import open_text, readable_lines
 
+                stats = self.stats(file) if callable(self.stats) else self.stats
                 path = self._tmpdir() / f"{i:06d}.jsonl"
                 with (
                     self.location.open(file) as body,
                     open_text(file.name, body) as text,
                     open(path, "w", encoding="utf-8") as out,
                 ):
-                    shutil.copyfileobj(text, out, 1 << 20)
+                    out.writelines(readable_lines(file.name, text, stats))
             elif isinstance(self.location, LocalLocation):
                 path = Path(file.name)
             else:
@@ -850,6 +866,8 @@ def count_actions(
     """How many actions match; bad lines counted in ``stats``."""
     if not files:
         return 0
+    import duckdb
+
     node = where_lang.parse(where) if where else None
     con = connect()
     sanitize: frozenset[str] = frozenset()
@@ -885,6 +903,9 @@ def count_actions(
             except _NotUtf8 as exc:
                 sanitize |= exc.names
                 continue
+            except duckdb.Error as exc:
+                sanitize = _refused(location, files, sanitize, exc)
+                continue
             stats.merge(attempt)
             return count
     finally:
@@ -913,6 +934,8 @@ def iter_actions(
         raise BadInputError(f"--limit must be 0 or more, not {limit}")
     if not files:
         return
+    import duckdb
+
     node = where_lang.parse(where) if where else None
     con = connect()
     sanitize: frozenset[str] = frozenset()
@@ -926,6 +949,10 @@ def iter_actions(
                 )  # fmt: skip
             except _NotUtf8 as exc:
                 sanitize |= exc.names
+                con.execute("DROP TABLE IF EXISTS scan")
+                continue
+            except duckdb.Error as exc:
+                sanitize = _refused(location, files, sanitize, exc)
                 con.execute("DROP TABLE IF EXISTS scan")
                 continue
             break
@@ -1035,26 +1062,76 @@ def _holders(
 
 
 def _exact(
+    con: Any,
     location: Location,
     files: list[RecordFile],
     sanitize: frozenset[str],
-    run: Callable[[list[str], ScanStats], None],
+    run: Callable[[list[str], ScanStats, bool], None],
 ) -> ScanStats:
-    """``run(paths, stats)`` over local copies of ``files``; files DuckDB refuses as not UTF-8
-    are read again from sanitised copies. Returns the stats of the attempt that succeeded."""
+    """``run(paths, stats, from_table)`` over local copies of ``files``; files DuckDB refuses as
+    not UTF-8 or damaged gzip are read again from sanitised copies; when DuckDB still refuses
+    them (a line longer than MAX_LINE), their lines are read by python into the table
+    ``exact_lines`` and ``run`` is called with ``from_table``. Returns the stats of the attempt
+    that succeeded."""
     import duckdb
 
     while True:
         attempt = ScanStats()
         with _Files(location, files, attempt, sanitize) as paths:
             try:
-                run(paths, attempt)
+                run(paths, attempt, False)
                 return attempt
-            except duckdb.InvalidInputException:
-                bad = {f.name for f, p in zip(files, paths, strict=True) if not _utf8_ok(p)}
-                if not bad - sanitize:
-                    raise
-                sanitize |= bad
+            except duckdb.Error as exc:
+                try:
+                    sanitize = _refused(location, files, sanitize, exc)
+                    continue
+                except duckdb.Error:
+                    pass
+                names: list[str] = []
+                lines: list[str] = []
+                for path in paths:
+                    with open(path, "rb") as raw, open_text(path, raw) as text:
+                        for line in readable_lines(path, text, ScanStats()):
+                            names.append(path)
+                            lines.append(line.rstrip("\n").removesuffix("\r"))
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE exact_lines AS "
+                    "SELECT unnest($names) AS filename, unnest($lines) AS line",
+                    {"names": names, "lines": lines},
+                )
+                con.execute("SET memory_limit = '2GB'")
+                try:
+                    run(paths, attempt, True)
+                finally:
+                    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                return attempt
+
+
+def _refused(
+    location: Location, files: list[RecordFile], sanitize: frozenset[str], error: Exception
+) -> frozenset[str]:
+    """After DuckDB failed over ``files``: ``sanitize`` with the files it refuses that python
+    reads (not UTF-8; a gzip stream cut short, empty or not gzip), to be read from python's
+    copies. Re-raises the error when there are none new (it is not about the files)."""
+    from agentctl.trace.scan import GZIP_DAMAGE, open_text
+
+    new = set()
+    for file in files:
+        if file.name in sanitize or file.kind == "otlp":
+            continue
+        if file.name.endswith(".gz") and file.size == 0:
+            new.add(file.name)
+            continue
+        try:
+            with location.open(file) as body, open_text(file.name, body) as text:
+                text.reconfigure(errors="strict")  # type: ignore[attr-defined]
+                while text.read(1 << 24):
+                    pass
+        except (UnicodeDecodeError, *GZIP_DAMAGE):
+            new.add(file.name)
+    if not new:
+        raise error
+    return sanitize | new
 
 
 def _listing(
@@ -1078,17 +1155,17 @@ def _listing(
     match = action_conds(shape, agent, since, until, node, tool, params)
     names: dict[str, str] = {}
 
-    def run(paths: list[str], _: ScanStats) -> None:
+    def run(paths: list[str], _: ScanStats, from_table: bool) -> None:
         # materialised inside DuckDB: a file it refuses fails here, before any record is out
         names.update(zip(paths, (f.name for f in files), strict=True))
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE listing AS {_classified(extra)} "
+            f"CREATE OR REPLACE TEMP TABLE listing AS {_classified(extra, False, from_table)} "
             f"SELECT file, line, ts, {shape.col('action_id')} AS action_id FROM c WHERE {match} "
             "ORDER BY ts, action_id" + (f" LIMIT {int(limit)}" if limit is not None else ""),
             params | {"files": paths},
         )
 
-    _exact(location, files, sanitize, run)
+    _exact(con, location, files, sanitize, run)
     cursor = con.execute("SELECT file, line FROM listing ORDER BY ts, action_id")
     while batch := cursor.fetchmany(2048):
         for file, line in batch:
@@ -1135,14 +1212,14 @@ def find_lines(
     con = connect()
     rows: list[tuple[Any, ...]] = []
 
-    def run(paths: list[str], attempt: ScanStats) -> None:
+    def run(paths: list[str], attempt: ScanStats, from_table: bool) -> None:
         attempt.files += len(paths)
         params: dict[str, Any] = {"files": paths}
         if needle is not None:
             params["needle"] = needle
-            relation = _classified(prefilter=True)
+            relation = _classified(prefilter=True, from_table=from_table)
         else:
-            relation = _classified()
+            relation = _classified(from_table=from_table)
             _exact_stats(con, paths, [f.name for f in files], attempt)
         preds = predicate(DirectShape([]), params)
         sql = preds if isinstance(preds, str) else "(" + ") OR (".join(preds) + ")"
@@ -1152,7 +1229,7 @@ def find_lines(
         ).fetchall()
 
     try:
-        stats.merge(_exact(location, files, frozenset(), run))
+        stats.merge(_exact(con, location, files, frozenset(), run))
     finally:
         con.close()
     rows.sort(key=lambda r: r[1])

@@ -207,3 +207,66 @@ def test_temporary_files_a_killed_process_left_are_collected(
         os.utime(path, (hour_ago, hour_ago))
     assert _count(audit, "args.amount > 5") == 1  # a build, then a collection
     assert [p.exists() for p in left + fresh] == [False, False, True, True]
+
+
+@pytest.mark.parametrize("size_mb", [9, 20])
+def test_a_line_longer_than_duckdbs_readers_take_is_listed_and_traced(
+    tmp_path: Path, size_mb: int
+) -> None:
+    from agentctl.trace.chain import find_actions
+
+    big = _line(2, args={"amount": 10, "blob": "x" * (size_mb << 20)})
+    _write(tmp_path, [big, _line(1), _line(3), "{" + "y" * (size_mb << 20)])
+    for _ in range(2):
+        stats = ScanStats()
+        assert _count(tmp_path, stats=stats) == 3
+        assert dict(stats.bad) == {"not_json": 1}
+        for engine in ("python", "duckdb"):
+            ids, listed = _listing(tmp_path, engine, where="args.amount >= 10")
+            assert ids == ["act-000002", "act-000003"], engine
+            assert dict(listed.bad) == {"not_json": 1} and listed.lines == 4
+            assert [(e.line, e.reason) for e in listed.examples] == [(4, "not_json")]
+        [found] = find_actions(str(tmp_path), "act-000002")
+        assert found.args["amount"] == 10
+
+
+def _damaged(root: Path, how: str) -> None:
+    import gzip
+
+    _write(root, [_line(300)], name="dt=2026-11-24/actions-w2-000001.jsonl")
+    path = root / "dt=2026-11-24" / "actions-w1-000001.jsonl.gz"
+    body = gzip.compress("".join(_line(n) + "\n" for n in range(1, 41)).encode())
+    data = {
+        "cut short": body[: len(body) // 2],
+        "not gzip": (_line(1) + "\n").encode(),
+        "empty file": b"",
+        "empty stream": gzip.compress(b""),
+    }[how]
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("how", ["cut short", "not gzip", "empty file", "empty stream"])
+def test_a_damaged_gzip_file_is_read_as_far_as_python_reads_it(tmp_path: Path, how: str) -> None:
+    _damaged(tmp_path, how)
+    window = (T0, T0 + timedelta(hours=6))
+    py = ScanStats()
+    want = [
+        r.action_id
+        for r in iter_actions(str(tmp_path), "refund-agent", *window, stats=py, engine="python")
+    ]
+    assert (py.bad["truncated_gzip"] == 1) is (how in ("cut short", "not gzip"))
+    assert "act-000300" in want
+    location = open_location(str(tmp_path))
+    files = location.files(*window, ACTION_KINDS)
+    for _ in range(2):
+        stats = ScanStats()
+        n = count_actions(location, files, "refund-agent", *window, None, None, stats=stats)
+        assert n == len(want) and stats.to_dict() == py.to_dict()
+        got = ScanStats()
+        ids = [
+            r.action_id
+            for r in iter_actions(
+                str(tmp_path), "refund-agent", *window, stats=got, engine="duckdb"
+            )
+        ]
+        assert ids == want and got.to_dict() == py.to_dict()
