@@ -534,8 +534,13 @@ class _Files:
                     open(path, "w", encoding="utf-8") as out,
                 ):
                     out.writelines(readable_lines(file.name, text, stats))
-            elif isinstance(self.location, LocalLocation):
+            elif isinstance(self.location, LocalLocation) and not _GLOB.search(file.name):
                 path = Path(file.name)
+            elif isinstance(self.location, LocalLocation):
+                # DuckDB would expand `*?[{` in the name: a link with a plain name instead
+                suffix = ".jsonl.gz" if file.name.endswith(".gz") else ".jsonl"
+                path = self._tmpdir() / f"{i:06d}{suffix}"
+                path.symlink_to(Path(file.name).resolve())
             else:
                 suffix = ".jsonl.gz" if file.name.endswith(".gz") else ".jsonl"
                 path = self._tmpdir() / f"{i:06d}{suffix}"
@@ -547,6 +552,9 @@ class _Files:
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+_GLOB = re.compile(r"[*?\[\]{}]")
 
 
 class _NotUtf8(Exception):
@@ -602,13 +610,14 @@ def _exact_stats(
             stats.bad[str(bad)] += int(count)
     room = min(room, MAX_EXAMPLES - len(stats.examples))
     if stats.bad_total and room > 0:
+        # no ORDER BY: DuckDB keeps the order of the files and of their lines (insertion order),
+        # so these are the first bad lines
         examples = con.execute(
-            f"{_classified()} SELECT bad, file, line FROM c WHERE bad IS NOT NULL "
-            f"ORDER BY file LIMIT {room}",
+            f"{_classified()} SELECT bad, file, line FROM c WHERE bad IS NOT NULL LIMIT {room}",
             {"files": paths},
         ).fetchall()
-        for bad, file, line in examples:
-            number = _line_number(file, line) if os.path.exists(file) else 0
+        numbers = _line_numbers([(str(file), line or "") for _, file, line in examples])
+        for (bad, file, line), number in zip(examples, numbers, strict=True):
             stats.examples.append(
                 BadLine(display.get(file, file), number, str(bad), (line or "")[:80])
             )
@@ -623,14 +632,31 @@ def _python_stats(path: str, name: str, stats: ScanStats) -> None:
 
 
 def _line_number(path: str, line: str) -> int:
-    """The 1-based line number of ``line`` in ``path`` (only called for a few bad lines)."""
+    """The 1-based line number of the first ``line`` in ``path`` (a rejected listing row)."""
+    return _line_numbers([(path, line)])[0]
+
+
+def _line_numbers(lines: list[tuple[str, str]]) -> list[int]:
+    """The 1-based line numbers of ``(path, line)`` in the order they come in their files (a
+    repeated text is its next occurrence); 0 where the file is gone (a temporary copy)."""
     from agentctl.trace.scan import open_text
 
-    with open(path, "rb") as raw, open_text(path, raw) as text:
-        for n, candidate in enumerate(text, start=1):
-            if candidate.rstrip("\r\n") == line:
-                return n
-    return 0
+    out = [0] * len(lines)
+    by_path: dict[str, list[int]] = {}
+    for i, (path, _) in enumerate(lines):
+        by_path.setdefault(path, []).append(i)
+    for path, wanted in by_path.items():
+        if not os.path.exists(path):
+            continue
+        k = 0
+        with open(path, "rb") as raw, open_text(path, raw) as text:
+            for n, candidate in enumerate(text, start=1):
+                if candidate.rstrip("\r\n") == lines[wanted[k]][1]:
+                    out[wanted[k]] = n
+                    k += 1
+                    if k == len(wanted):
+                        break
+    return out
 
 
 def _cache_of(cache: PartitionCache | bool | None) -> PartitionCache | None:

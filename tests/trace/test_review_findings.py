@@ -270,3 +270,41 @@ def test_a_damaged_gzip_file_is_read_as_far_as_python_reads_it(tmp_path: Path, h
             )
         ]
         assert ids == want and got.to_dict() == py.to_dict()
+
+
+def test_bad_line_examples_are_the_first_ones_with_their_own_line_numbers(
+    tmp_path: Path,
+) -> None:
+    # the same bad text on several lines: each example names its own line, in file order;
+    # a bad line far down a big file does not push out the first ones
+    lines = [_line(1), "oops", _line(3), "oops", _line(5), "oops", "[1]", "oops"]
+    lines += [_line(n, action_id=f"x{n}") for n in range(6, 3000)] + ["late"]
+    path = _write(tmp_path, lines)
+    want = [(str(path), n) for n in (2, 4, 6, 7, 8)]
+    for _ in range(2):
+        stats = ScanStats()
+        _count(tmp_path, stats=stats)
+        assert [(e.file, e.line) for e in stats.examples] == want
+        for engine in ("python", "duckdb"):
+            _, listed = _listing(tmp_path, engine)
+            assert [(e.file, e.line) for e in listed.examples] == want, engine
+
+
+def test_a_source_path_with_glob_characters_reads_only_that_directory(tmp_path: Path) -> None:
+    from agentctl.trace.chain import ActionNotFoundError, find_actions
+
+    _write(tmp_path / "audit*x", [_line(1), _line(2)])
+    _write(tmp_path / "auditYx", [_line(3), _line(4), _line(5)])
+    _write(tmp_path / "audit[1]", [_line(6)])
+    _write(tmp_path / "audit1", [_line(7)])
+    for _ in range(2):
+        assert _count(tmp_path / "audit*x") == 2
+        assert _count(tmp_path / "audit[1]") == 1
+        for engine in ("python", "duckdb"):
+            assert _listing(tmp_path / "audit*x", engine)[0] == ["act-000001", "act-000002"]
+            assert _listing(tmp_path / "audit[1]", engine)[0] == ["act-000006"]
+        assert [a.action_id for a in find_actions(str(tmp_path / "audit*x"), "act-000002")] == [
+            "act-000002"
+        ]
+        with pytest.raises(ActionNotFoundError):  # it is in auditYx only
+            find_actions(str(tmp_path / "audit*x"), "act-000004")
