@@ -18,8 +18,9 @@ record per action in the decisions files (realistic sizes: ~0.9 kB per action). 
    ``jq 'select(.action_id == ...)'`` over every action file (find only);
 
 each agentctl figure three ways: cold (the day-partition cache is emptied before each run, so
-cold is a median of ``--runs`` runs too: JSONL is parsed and the cache built in the same pass), warm (the cache is current), and cache off
-(``AGENTCTL_TRACE_CACHE=off``: JSONL parsed on every run). ``trace`` never uses the cache (it
+cold is a median of ``--runs`` runs too: JSONL is parsed and the cache built in the same pass),
+warm (the cache is current), and cache off (``AGENTCTL_TRACE_CACHE=off``: JSONL parsed on every
+run). ``trace`` never uses the cache (it
 filters lines on the quoted id before parsing), so its three runs differ only by what the OS
 has cached. The cache lives in ``--cache-dir`` (default bench/results/trace-cache; deleted at
 the start);
