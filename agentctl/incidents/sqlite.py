@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agentctl.clock import SystemClock
 from agentctl.errors import IncidentNotFoundError, StoreError
 from agentctl.incidents.models import Event, Incident, IncidentStatus, JournalEntry, Operator
 
@@ -61,6 +62,24 @@ CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
 """
 
 
+def _wal(conn: sqlite3.Connection, clock: SystemClock | None = None) -> None:
+    """Put the file in WAL mode (persistent: done once per file). Switching needs the file to
+    itself and SQLite answers "database is locked" at once, without its busy timeout, when two
+    processes open a new store together (two on-calls, a script): retried for up to 30 s."""
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + 30
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or clock.monotonic() > deadline:
+                raise
+            clock.sleep(0.02)
+
+
 class SqliteStore:
     """Incidents and journal in one SQLite file. Safe to share between threads."""
 
@@ -71,7 +90,7 @@ class SqliteStore:
             self.conn = sqlite3.connect(
                 str(path), check_same_thread=False, isolation_level=None, timeout=30
             )
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            _wal(self.conn)
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.executescript(SCHEMA)

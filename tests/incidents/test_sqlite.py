@@ -57,21 +57,32 @@ def test_ids_are_per_day_sequences_and_open_incident_is_joined(store: SqliteStor
     ]
 
 
-def test_concurrent_contains_share_one_incident(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attempt", range(5))
+def test_concurrent_contains_share_one_incident(tmp_path: Path, attempt: int) -> None:
+    """Eight openers of a store that does not exist yet, released together: every one opens it
+    (switching a new file to WAL answers "locked" at once, without the busy timeout) and all
+    join one incident."""
     path = tmp_path / "shared.db"
     results: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
 
     def contain() -> None:
-        s = SqliteStore(path)  # a separate connection, as a second process would have
-        results.append(s.open_or_join("refund-agent", at=AT, by="x")[0].id)
-        s.close_connection()
+        start.wait()
+        try:
+            s = SqliteStore(path)  # a separate connection, as a second process would have
+            results.append(s.open_or_join("refund-agent", at=AT, by="x")[0].id)
+            s.close_connection()
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
 
     threads = [threading.Thread(target=contain) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert set(results) == {"INC-20261124-0001"}
+    assert errors == []
+    assert results == ["INC-20261124-0001"] * 8
 
 
 def test_journal_round_trip_and_is_append_only(store: SqliteStore) -> None:
