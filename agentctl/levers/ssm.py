@@ -53,7 +53,9 @@ class _Parameter:
         self.name = name
         self.last_read = last_read
 
-    def read(self) -> LastRead:
+    def read(self, *, with_key: bool = True) -> LastRead:
+        """(value, version, type, KMS key id); ``with_key=False`` for a reader that never
+        writes the value back (the shadow flag writes its own ``String``)."""
         try:
             response = self.step.call("ssm", "GetParameter", Name=self.name, WithDecryption=True)
         except AwsCallError as exc:
@@ -62,7 +64,7 @@ class _Parameter:
             raise
         param = response["Parameter"]
         type_ = param.get("Type", "String")
-        key_id = self._key_id() if type_ == "SecureString" else None
+        key_id = self._key_id() if type_ == "SecureString" and with_key else None
         self.last_read = (param["Value"], int(param["Version"]), type_, key_id)
         return self.last_read
 
@@ -70,13 +72,24 @@ class _Parameter:
         """The KMS key of a SecureString. GetParameter does not say, and a PutParameter without
         ``KeyId`` re-encrypts the value under the account's default ``aws/ssm`` key: containment
         must not silently move a registry off its customer-managed key."""
-        response = self.step.call(
-            "ssm",
-            "DescribeParameters",
-            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.name]}],
+        args: dict[str, Any] = {
+            "ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": [self.name]}]
+        }
+        while True:  # best-effort paging: a page may be empty and still carry a NextToken
+            response = self.step.call("ssm", "DescribeParameters", **args)
+            for found in response.get("Parameters") or []:
+                if found.get("Name") == self.name and found.get("KeyId"):
+                    return str(found["KeyId"])
+            token = response.get("NextToken")
+            if not token:
+                break
+            args["NextToken"] = token
+        raise AwsCallError(
+            f"SSM parameter {self.name} is a SecureString but DescribeParameters does not say "
+            "its KMS key: not writing it (a write without the key re-encrypts it under aws/ssm)",
+            hint="check ssm:DescribeParameters on the parameter, and that it still exists",
+            code="KeyIdUnknown",
         )
-        found = response.get("Parameters") or []
-        return str(found[0]["KeyId"]) if found and found[0].get("KeyId") else None
 
     def value_at(self, version: int) -> str:
         paginator_args: dict[str, Any] = {"Name": self.name, "WithDecryption": True}
@@ -331,7 +344,7 @@ class ShadowMode(Step[ShadowInputs, FlagState]):
         return f"ssm:{self.parameter}"
 
     def snapshot(self) -> FlagState:
-        raw, _, _, _ = _Parameter(self, self.parameter).read()
+        raw, _, _, _ = _Parameter(self, self.parameter).read(with_key=False)
         return FlagState(value=raw)
 
     def is_applied(self, state: FlagState) -> bool:
@@ -361,7 +374,7 @@ class ShadowMode(Step[ShadowInputs, FlagState]):
                 if exc.code != "ParameterNotFound":
                     raise
             return
-        current, _, _, _ = _Parameter(self, self.parameter).read()
+        current, _, _, _ = _Parameter(self, self.parameter).read(with_key=False)
         if current != before.value:
             self.call(
                 "ssm",

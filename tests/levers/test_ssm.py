@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from agentctl.aws import Aws
 from agentctl.errors import AwsCallError, BadInputError
@@ -145,3 +146,82 @@ def test_a_secure_registry_keeps_its_kms_key_through_contain_and_undo(
     assert meta["Type"] == "SecureString" and meta["KeyId"] == key
     value = ssm.get_parameter(Name=REGISTRY, WithDecryption=True)["Parameter"]["Value"]
     assert json.loads(value) == doc
+
+
+def secure_registry(seeded: Aws) -> str:
+    key = seeded.client("kms").create_key(Description="registry key")["KeyMetadata"]["KeyId"]
+    ssm = seeded.client("ssm")
+    doc = registry(seeded)
+    ssm.delete_parameter(Name=REGISTRY)
+    ssm.put_parameter(Name=REGISTRY, Value=json.dumps(doc), Type="SecureString", KeyId=key)
+    return str(key)
+
+
+def on_every_client(seeded: Aws, event: str, handler: Any) -> None:
+    seeded.session.register(event, handler)
+    for client in seeded._clients.values():
+        client.meta.events.register(event, handler)
+
+
+def answer(parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    """A before-call handler's short-circuit: this parsed response instead of the real call."""
+    return AWSResponse("https://ssm", 200, {}, None), parsed
+
+
+def test_the_kms_key_is_found_past_an_empty_best_effort_page(make: MakeStep, seeded: Aws) -> None:
+    """DescribeParameters is best-effort: a page may hold nothing and still carry a NextToken.
+    moto never pages so, so a before-call hook answers DescribeParameters (only): page 1 empty
+    with a token, page 2 the parameter as moto describes it."""
+    key = secure_registry(seeded)
+    [real] = seeded.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [REGISTRY]}]
+    )["Parameters"]
+    tokens: list[str | None] = []
+    puts: list[dict[str, Any]] = []
+
+    def pages(**_: Any) -> Any:
+        if len(tokens) == 1:
+            return answer({"Parameters": [], "NextToken": "page-2"})
+        return answer({"Parameters": [real]})
+
+    on_every_client(
+        seeded,
+        "provide-client-params.ssm.DescribeParameters",
+        lambda params, **_: tokens.append(params.get("NextToken")),
+    )
+    on_every_client(seeded, "before-call.ssm.DescribeParameters", pages)
+    on_every_client(
+        seeded, "provide-client-params.ssm.PutParameter", lambda params, **_: puts.append(params)
+    )
+    step = make("registry.disable_tools")
+    step.apply(step.snapshot())
+    assert tokens == [None, "page-2"]
+    assert [p.get("KeyId") for p in puts] == [key]
+
+
+def test_a_secure_registry_whose_key_cannot_be_read_is_not_written(
+    make: MakeStep, seeded: Aws
+) -> None:
+    secure_registry(seeded)
+    before = seeded.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]
+    on_every_client(
+        seeded, "before-call.ssm.DescribeParameters", lambda **_: answer({"Parameters": []})
+    )
+    step = make("registry.disable_tools")
+    with pytest.raises(AwsCallError, match="does not say its KMS key") as info:
+        step.apply(step.snapshot())
+    assert info.value.code == "KeyIdUnknown"
+    after = seeded.client("ssm").get_parameter(Name=REGISTRY)["Parameter"]
+    assert after["Version"] == before["Version"]  # nothing was written
+
+
+def test_a_secure_shadow_flag_needs_no_describe_permission(make: MakeStep, seeded: Aws) -> None:
+    """The flag is written as a String of its own; reading it never asks for its KMS key."""
+    ssm = seeded.client("ssm")
+    name = "/agents/refund-agent/mode"
+    ssm.put_parameter(Name=name, Value="live", Type="SecureString", Overwrite=True)
+    described: list[Any] = []
+    on_every_client(seeded, "before-call.ssm.DescribeParameters", lambda **kw: described.append(kw))
+    step = make("shadow.flag", {"mode": "shadow"})
+    assert step.snapshot().value == "live"
+    assert described == []
