@@ -132,11 +132,15 @@ class Agentctl:
     def find_open(self, agent: str) -> Incident | None:
         """The agent's open incident. Reading creates nothing: with no SQLite file yet there is
         no incident, and a plan, a --dry-run or a status leaves the state directory alone."""
+        return None if self._no_store_yet() else self.store.find_open(agent)
+
+    def _no_store_yet(self) -> bool:
+        """True when the store is an SQLite file that does not exist: nothing was ever recorded,
+        and a read must not create it."""
         if self._store is None or isinstance(self._store, str):
             path = sqlite_path(self._store)
-            if path is not None and not path.exists():
-                return None
-        return self.store.find_open(agent)
+            return path is not None and not path.exists()
+        return False
 
     def spec(self, agent: str) -> AgentSpec:
         return load_agent(agent, self.runbooks_dir)
@@ -238,7 +242,8 @@ class Agentctl:
         """Discover the intake and queues, read every lever; change nothing."""
         from agentctl.drain.service import plan_drain
 
-        return plan_drain(self.engine, self.store, self.spec(agent), divert=divert)
+        # the plan only looks for the open incident: no store is created by a --dry-run
+        return plan_drain(self.engine, self, self.spec(agent), divert=divert)
 
     def wait_in_flight(
         self, drain: DrainPlan, *, timeout: float, interval: float = 2.0, on_poll: Any = None
@@ -327,6 +332,8 @@ class Agentctl:
     def incidents(
         self, agent: str | None = None, status: IncidentStatus | None = None, limit: int = 100
     ) -> list[Incident]:
+        if self._no_store_yet():
+            return []
         return self.store.list_incidents(agent=agent, status=status, limit=limit)
 
     def close_incident(self, incident_id: str, *, by: str, force: bool = False) -> Incident:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agentctl.aws import Aws
 from agentctl.clock import Clock
@@ -134,7 +134,11 @@ def _pair_dict(pair: QueuePair, before: dict[str, QueueCounts]) -> dict[str, Any
 
 
 # -- planning ------------------------------------------------------------------------------------
-def plan_drain(engine: Any, store: IncidentStore, spec: AgentSpec, *, divert: bool) -> DrainPlan:
+class FindsOpen(Protocol):
+    def find_open(self, agent: str) -> Incident | None: ...
+
+
+def plan_drain(engine: Any, store: FindsOpen, spec: AgentSpec, *, divert: bool) -> DrainPlan:
     """Discover the intake, read every lever and queue; change nothing."""
     from agentctl.engine.phases import drain_steps
 

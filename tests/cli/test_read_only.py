@@ -19,7 +19,9 @@ def test_dry_run_and_status_create_no_store_and_a_change_does(
     for args in (
         ("contain", "refund-agent", "--hard", "--dry-run"),
         ("shadow", "refund-agent", "--dry-run"),
+        ("drain", "refund-agent", "--divert", "--dry-run"),
         ("status", "refund-agent"),
+        ("incidents", "list"),
     ):
         proc = cli(*args, "-o", "json")
         assert proc.returncode == 0, (args, proc.stderr)
