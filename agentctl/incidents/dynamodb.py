@@ -125,7 +125,7 @@ class DynamoStore:
             found = self.find_open(agent)
             if found is not None:
                 return found, False
-            prefix = f"INC-{at:%Y%m%d}-"
+            prefix = Incident.day_prefix(at)
             counter = self._call(
                 "update_item",
                 Key=_item({"pk": f"COUNTER#{prefix}", "sk": "COUNTER"}),
@@ -134,14 +134,7 @@ class DynamoStore:
                 ReturnValues="UPDATED_NEW",
             )
             number = int(counter["Attributes"]["n"]["N"])
-            incident = Incident(
-                id=f"{prefix}{number:04d}",
-                agent=agent,
-                status=IncidentStatus.OPEN,
-                opened_at=at,
-                opened_by=by,
-                reason=reason,
-            )
+            incident = Incident.opened(agent, number, at=at, by=by, reason=reason)
             try:
                 self.client.transact_write_items(
                     TransactItems=[
@@ -575,17 +568,17 @@ class DynamoCatalog(ReleaseCatalog):
     def __init__(self, store: DynamoStore) -> None:
         self.store = store
 
+    @staticmethod
+    def _release_item(release: Release) -> dict[str, Any]:
+        return _item(
+            {"pk": f"REL#{release.agent}", "sk": release.id, "data": json.dumps(release.to_dict())}
+        )
+
     def _put_new(self, release: Release) -> bool:
         try:
             self.store._call(
                 "put_item",
-                Item=_item(
-                    {
-                        "pk": f"REL#{release.agent}",
-                        "sk": release.id,
-                        "data": json.dumps(release.to_dict()),
-                    }
-                ),
+                Item=self._release_item(release),
                 ConditionExpression="attribute_not_exists(pk)",
             )
             return True
@@ -595,16 +588,7 @@ class DynamoCatalog(ReleaseCatalog):
             raise
 
     def _replace(self, release: Release) -> None:
-        self.store._call(
-            "put_item",
-            Item=_item(
-                {
-                    "pk": f"REL#{release.agent}",
-                    "sk": release.id,
-                    "data": json.dumps(release.to_dict()),
-                }
-            ),
-        )
+        self.store._call("put_item", Item=self._release_item(release))
 
     def _all(self, agent: str) -> list[Release]:
         page = self.store._call(

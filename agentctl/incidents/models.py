@@ -40,6 +40,23 @@ class Incident:
     closed_at: datetime | None = None
     closed_by: str | None = None
 
+    @staticmethod
+    def day_prefix(at: datetime) -> str:
+        """Ids of incidents opened on ``at``'s day start with this: ``INC-20261124-``."""
+        return f"INC-{at:%Y%m%d}-"
+
+    @classmethod
+    def opened(cls, agent: str, number: int, *, at: datetime, by: str, reason: str) -> Incident:
+        """The ``number``-th incident opened on ``at``'s day (every store numbers them so)."""
+        return cls(
+            id=f"{cls.day_prefix(at)}{number:04d}",
+            agent=agent,
+            status=IncidentStatus.OPEN,
+            opened_at=at,
+            opened_by=by,
+            reason=reason,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

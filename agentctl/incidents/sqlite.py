@@ -128,18 +128,10 @@ class SqliteStore:
             ).fetchone()
             if row is not None:
                 return _incident(row), False
-            prefix = f"INC-{at:%Y%m%d}-"
             (count,) = conn.execute(
-                "SELECT COUNT(*) FROM incidents WHERE id LIKE ?", (prefix + "%",)
+                "SELECT COUNT(*) FROM incidents WHERE id LIKE ?", (Incident.day_prefix(at) + "%",)
             ).fetchone()
-            incident = Incident(
-                id=f"{prefix}{count + 1:04d}",
-                agent=agent,
-                status=IncidentStatus.OPEN,
-                opened_at=at,
-                opened_by=by,
-                reason=reason,
-            )
+            incident = Incident.opened(agent, count + 1, at=at, by=by, reason=reason)
             conn.execute(
                 "INSERT INTO incidents (id, agent, status, opened_at, opened_by, reason)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
