@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentctl.errors import AgentctlError
 from agentctl.trace.query import ACTION_KINDS, ALL_KINDS, duckdb_usable, scan_file, utc
 from agentctl.trace.records import (
@@ -24,9 +22,8 @@ from agentctl.trace.records import (
     InputRecord,
     ModelCallRecord,
     RetrievalRecord,
-    parse_record,
 )
-from agentctl.trace.scan import ScanStats
+from agentctl.trace.scan import ScanStats, validate
 from agentctl.trace.source import open_location
 
 AnyRecord = ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord
@@ -163,16 +160,13 @@ def _parsed(line: str, where: str, stats: ScanStats) -> AnyRecord | None:
     engine counts it), never an internal error that hides the rest of the chain."""
     try:
         data = json.loads(line)
-        if not isinstance(data, dict):
-            raise ValueError(f"not an object: {type(data).__name__}")
-        return parse_record(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        stats.add_bad(where, 0, "invalid", f"{field}: {first['msg']}")
     except ValueError as exc:
         stats.add_bad(where, 0, "not_json", str(exc))
-    return None
+        return None
+    if not isinstance(data, dict):
+        stats.add_bad(where, 0, "not_object", type(data).__name__)
+        return None
+    return validate(where, 0, data, stats)
 
 
 def _dedupe(records: Sequence[AnyRecord]) -> list[AnyRecord]:

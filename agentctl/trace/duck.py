@@ -43,7 +43,6 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
 from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord, ActionStatus
@@ -955,9 +954,8 @@ def iter_actions(
     counted in ``stats``.
 
     The fast scan (or the cache) finds the matching rows; only the files holding the first
-    ``limit`` of them (by time) are then read as text for the records themselves."""
-    if limit is not None and limit < 0:
-        raise BadInputError(f"--limit must be 0 or more, not {limit}")
+    ``limit`` of them (by time) are then read as text for the records themselves; a negative
+    ``limit`` is refused by :func:`agentctl.trace.query.iter_actions`, the only caller."""
     if not files:
         return
     import duckdb

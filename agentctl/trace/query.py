@@ -47,6 +47,11 @@ def check_window(since: datetime, until: datetime) -> tuple[datetime, datetime]:
     return since, until
 
 
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise BadInputError(f"--limit must be 0 or more, not {limit}")
+
+
 def iter_actions(
     source: str,
     agent: str,
@@ -62,8 +67,7 @@ def iter_actions(
 ) -> Iterator[ActionRecord]:
     """See the module docstring."""
     since, until = check_window(since, until)
-    if limit is not None and limit < 0:
-        raise BadInputError(f"--limit must be 0 or more, not {limit}")
+    check_limit(limit)
     match = where_lang.predicate(where)  # parse now: a bad --where fails before any I/O
     stats = stats if stats is not None else ScanStats()
     location = open_location(source, s3_client=s3_client)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agentctl.errors import BadInputError
 from agentctl.trace.chain import Chain, decision_chain, find_actions
 from agentctl.trace.extract import Extraction, ExtractStats
-from agentctl.trace.query import check_window, duckdb_usable, iter_actions
+from agentctl.trace.query import check_limit, check_window, duckdb_usable, iter_actions
 from agentctl.trace.records import ActionRecord
 from agentctl.trace.scan import ScanStats
 
@@ -162,8 +162,7 @@ class Traces:
         since, until = check_window(since, until)
         if engine not in ENGINES:
             raise BadInputError(f"unknown engine {engine!r}", hint="use " + ", ".join(ENGINES))
-        if limit is not None and limit < 0:
-            raise BadInputError(f"--limit must be 0 or more, not {limit}")
+        check_limit(limit)  # before the count, which never reaches iter_actions' own check
         audit: AuditSpec | None = None
         if source is None:
             source, audit = self.audit_of(agent)
