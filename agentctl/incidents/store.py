@@ -72,15 +72,14 @@ def open_store(url: str | None = None, *, aws: Aws | None = None) -> IncidentSto
         from agentctl.incidents.dynamodb import DynamoStore
 
         return DynamoStore.from_url(url, aws or _Aws())
-    if url.startswith("sqlite:///"):
-        return _sqlite(Path(url[len("sqlite://") :]))
-    if "://" in url:
+    path = sqlite_path(url)
+    if path is None:
         scheme = url.split("://", 1)[0]
         raise BadInputError(
             f"unsupported store {url!r}",
             hint=f"scheme {scheme!r} unknown; use a path, sqlite:/// or dynamodb://",
         )
-    return _sqlite(Path(url))
+    return _sqlite(path)
 
 
 def _sqlite(path: Path) -> IncidentStore:
