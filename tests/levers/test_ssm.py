@@ -121,19 +121,13 @@ def test_a_secure_registry_keeps_its_kms_key_through_contain_and_undo(
     """A SecureString registry under a customer-managed key: every write says which key, because
     a PutParameter without KeyId re-encrypts under the default aws/ssm key on real SSM. (moto
     keeps the old key either way, so the test checks the requests, and the key SSM reports.)"""
-    key = seeded.client("kms").create_key(Description="registry key")["KeyMetadata"]["KeyId"]
-    ssm = seeded.client("ssm")
     doc = registry(seeded)
-    ssm.delete_parameter(Name=REGISTRY)
-    ssm.put_parameter(Name=REGISTRY, Value=json.dumps(doc), Type="SecureString", KeyId=key)
+    key = secure_registry(seeded)
+    ssm = seeded.client("ssm")
     puts: list[dict[str, Any]] = []
-
-    def capture(params: dict[str, Any], **_: Any) -> None:
-        puts.append(dict(params))
-
-    seeded.session.register("provide-client-params.ssm.PutParameter", capture)
-    for client in seeded._clients.values():
-        client.meta.events.register("provide-client-params.ssm.PutParameter", capture)
+    on_every_client(
+        seeded, "provide-client-params.ssm.PutParameter", lambda params, **_: puts.append(params)
+    )
 
     step = make("registry.disable_tools")
     roundtrip(step)
