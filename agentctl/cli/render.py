@@ -1,17 +1,22 @@
-"""Rendering results: rich tables on a terminal, stable JSON for scripts."""
+"""Rendering results: rich tables on a terminal, stable JSON for scripts.
+
+rich is imported inside the functions that draw, never at import: a command run with
+``-o json`` imports this module for :func:`print_json` and must not pay rich's start-up
+(about 15 ms). ``tests/cli/test_startup_imports.py`` checks it.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from agentctl.cli.jsonout import print_json  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     from agentctl.engine.model import Plan, RunResult
     from agentctl.incidents.models import Incident, JournalEntry
     from agentctl.ops import StatusReport
@@ -35,10 +40,14 @@ EXIT_MEANING = {
 
 def plain(value: object) -> Text:
     """Data as a table cell: never parsed as rich markup (a reason like "[/x]" is just text)."""
+    from rich.text import Text
+
     return Text("" if value is None else str(value))
 
 
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else None
     # markup=False: agent data (a subject "[URGENT] ...", a reason "[/ticket]") is never parsed
     # as rich markup; styling is given with Text / style=, never inside strings.
@@ -46,6 +55,9 @@ def console(stderr: bool = False) -> Console:
 
 
 def plan_table(plan: Plan) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     title = f"{plan.phase} {plan.agent}: plan"
     if plan.incident:
         title += f" (incident {plan.incident.id})"
@@ -85,6 +97,9 @@ def show_plan(plan: Plan) -> None:
 
 
 def show_result(result: RunResult) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     title = f"{result.plan.phase} {result.plan.agent}"
     if result.dry_run:
@@ -132,6 +147,9 @@ def show_result(result: RunResult) -> None:
 
 
 def show_status(report: StatusReport) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     table = Table(title=plain(f"status {report.agent}: {report.overall}"), title_justify="left")
     table.add_column("lever")
@@ -162,6 +180,8 @@ def show_status(report: StatusReport) -> None:
 
 
 def show_incidents(incidents: list[Incident]) -> None:
+    from rich.table import Table
+
     out = console()
     if not incidents:
         out.print("no incidents")
@@ -187,6 +207,9 @@ def show_incidents(incidents: list[Incident]) -> None:
 
 
 def show_timeline(incident: Incident, entries: list[JournalEntry]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     out.print(
         Text.assemble(

@@ -1,48 +1,33 @@
-"""The on-disk (and S3) layout of audit records. Standard library only.
+"""The on-disk (and S3) layout of audit records (public name; defined in
+:mod:`agentctl.audit_layout`, see there). Standard library only.
 
 ::
 
     <location>/dt=YYYY-MM-DD/actions-<writer>-<seq>.jsonl[.gz]     action records
     <location>/dt=YYYY-MM-DD/decisions-<writer>-<seq>.jsonl[.gz]   input / retrieval / model_call
     <location>/dt=YYYY-MM-DD/<anything>.otlp.json                  OTLP JSON exports (read only)
-
-``dt`` is the UTC day of each record's ``ts``. ``<location>`` is the spec's ``audit.location``
-(one directory or S3 prefix per agent). Readers prune by ``dt`` before opening any file.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
+from agentctl.audit_layout import (
+    ACTIONS_PREFIX,
+    DECISIONS_PREFIX,
+    JSONL_SUFFIXES,
+    OTLP_SUFFIX,
+    PARTITION,
+    days_between,
+    partition_day,
+    partition_of,
+)
 
-PARTITION = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
-ACTIONS_PREFIX = "actions-"
-DECISIONS_PREFIX = "decisions-"
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-OTLP_SUFFIX = ".otlp.json"
-
-
-def partition_of(ts: datetime) -> str:
-    """The partition directory name of a timestamp (UTC day)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return "dt=" + ts.astimezone(UTC).strftime("%Y-%m-%d")
-
-
-def days_between(since: datetime, until: datetime) -> list[date]:
-    """Every UTC day a [since, until) window touches (``until`` itself is excluded)."""
-    start = since.astimezone(UTC).date() if since.tzinfo else since.date()
-    last = max(until - timedelta(microseconds=1), since)
-    end = last.astimezone(UTC).date() if last.tzinfo else last.date()
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def partition_day(name: str) -> date | None:
-    """The day of a partition directory name, or None if it is not one."""
-    m = PARTITION.match(name)
-    if not m:
-        return None
-    try:
-        return date.fromisoformat(m.group(1))
-    except ValueError:
-        return None
+__all__ = [
+    "ACTIONS_PREFIX",
+    "DECISIONS_PREFIX",
+    "JSONL_SUFFIXES",
+    "OTLP_SUFFIX",
+    "PARTITION",
+    "days_between",
+    "partition_day",
+    "partition_of",
+]

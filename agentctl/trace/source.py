@@ -14,8 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from agentctl.errors import BadInputError
-from agentctl.sdk.layout import (
+from agentctl.audit_layout import (
     ACTIONS_PREFIX,
     DECISIONS_PREFIX,
     JSONL_SUFFIXES,
@@ -23,6 +22,7 @@ from agentctl.sdk.layout import (
     days_between,
     partition_day,
 )
+from agentctl.errors import BadInputError
 
 
 @dataclass(frozen=True)
