@@ -369,14 +369,17 @@ def _collides(paths: list[str]) -> bool:
     return len({r.lower() for r in roots}) < len(roots)
 
 
-def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
+def _read_columns(
+    paths: list[str], base: tuple[str, ...] = JSON_COLUMNS, structs: tuple[str, ...] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     """The ``columns`` map of the fast scan and, per --where path, the SQL of its JSON text.
 
     A path under a base field reads that field (``json_extract`` below it); any other first name
     is read as a STRUCT of just the names asked under it, or as JSON when a path asks for it
     whole, goes deeper than one level, or asks names differing only in case (then
-    ``json_extract`` on that value, which tells them apart)."""
-    columns = {c: "JSON" for c in JSON_COLUMNS} | {"ts": "VARCHAR"}
+    ``json_extract`` on that value, which tells them apart). ``structs``: the only first names
+    that may be read as a STRUCT (None: any); ``base``: the fields read as JSON."""
+    columns = {c: "JSON" for c in base} | {"ts": "VARCHAR"}
     frags: dict[str, str] = {}
     roots: dict[str, list[tuple[str, ...]]] = {}
     for path in paths:
@@ -391,7 +394,11 @@ def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
             roots.setdefault(parts[0], []).append(parts[1:])
     for root, rests in roots.items():
         names = sorted({r[0] for r in rests if r})
-        if all(len(r) == 1 for r in rests) and len({n.lower() for n in names}) == len(names):
+        if (
+            (structs is None or root in structs)
+            and all(len(r) == 1 for r in rests)
+            and len({n.lower() for n in names}) == len(names)
+        ):
             columns[root] = "STRUCT(" + ", ".join(f'"{n}" JSON' for n in names) + ")"
             for rest in rests:
                 frags["$." + ".".join((root, *rest))] = f"struct_extract({root}, '{rest[0]}')"
@@ -400,21 +407,27 @@ def _read_columns(paths: list[str]) -> tuple[str, dict[str, str]]:
             for rest in rests:
                 path = "$." + ".".join((root, *rest))
                 frags[path] = root if not rest else f"json_extract({root}, '{_sub(rest)}')"
-    spec = "{" + ", ".join(f"'{k}': '{t}'" for k, t in columns.items()) + "}"
-    return spec, frags
+    return columns, frags
+
+
+def _spec(columns: dict[str, str]) -> str:
+    """A ``columns`` argument of read_json (types quoted as SQL strings)."""
+    return "{" + ", ".join(f"'{k}': '{t}'" for k, t in columns.items()) + "}"
 
 
 def _sub(rest: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{p}"' for p in rest)
 
 
-def _fast(paths: list[str]) -> str:
+def _fast(paths: list[str], source: str = "$files") -> str:
     """The fast scan: SQL selecting ``file`` (index in ``$files``, from 0), ``bad`` (the line
     is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS (text) and one column per --where
-    path (JSON, named by :func:`_ident`), over the files in ``$files``."""
+    path (JSON, named by :func:`_ident`), over the files in ``source`` (a list parameter: all
+    of ``$files`` or some)."""
     if _collides(paths):
+        assert source == "$files", "a subset is read only after the strict scan, never here"
         return _fast_from_text(paths)
-    spec, frags = _read_columns(paths)
+    columns, frags = _read_columns(paths)
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
     types = ", ".join(f"'\"{t}\"'" for t in RECORD_TYPES)
     flag = " OR ".join(
@@ -435,8 +448,96 @@ def _fast(paths: list[str]) -> str:
         FROM (
             -- names with `$` cannot clash with a record's fields (--where names are identifiers)
             SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
-            FROM read_json($files, format = 'newline_delimited', columns = {spec},
+            FROM read_json({source}, format = 'newline_delimited', columns = {_spec(columns)},
                            ignore_errors = true, filename = '$file', hive_partitioning = false)
+        )"""
+
+
+def _strict_ok(paths: list[str]) -> bool:
+    """Whether the strict scan can read these --where paths: not when one reads a field it types
+    as other than JSON (``status``, ``effects``, ``args`` whole), or names collide in case."""
+    typed = {"status", "effects", "args"}
+    return not _collides(paths) and not any(
+        p[2:] in typed or p[2:].split(".")[0] in typed - {"args"} for p in paths
+    )
+
+
+def _strict(paths: list[str], source: str = "$files") -> str:
+    """The strict scan: the relation of :func:`_fast` (same columns) from a cheaper read that
+    accepts only the common shape of a valid action and flags every other line.
+
+    DuckDB's JSON reader is run without ``ignore_errors`` and with typed containers: ``args``
+    a STRUCT, ``effects`` a list of STRUCTs (``details`` a STRUCT), ``status`` an ENUM of the
+    statuses. A line whose container or status does not fit (``args`` a list, an effect that
+    is a string, ``status: "bogus"``; also a line that is not JSON) makes the whole query fail,
+    and the caller reads the files with :func:`_fast` instead. The remaining checks are on the
+    first character of the JSON text: no field is re-parsed, and ``args`` and ``effects`` are
+    never written back as JSON text, which is where :func:`_fast` spends its time.
+
+    A line it does not flag is one the models accept: a schema version supported, an action,
+    non-empty strings for the required ids, strings or null for the optional ones, each
+    effect's strings, a ``reversible`` true or false and ``details`` an object, a number (or
+    null) for ``duration_ms``, a timestamp. It flags more than :func:`_fast` does (any other
+    record type, a ``details`` absent or null, ``reversible: "yes"``, a numeric string for
+    ``duration_ms``): the caller reads the files holding a flagged line with :func:`_fast`,
+    which decides each line exactly. Tests hold it to that (``test_strict_scan.py``)."""
+    typed = ("args", "effects", "status")
+    columns, frags = _read_columns(
+        paths, tuple(c for c in JSON_COLUMNS if c not in typed), structs=("args",)
+    )
+    statuses = ", ".join(f"''{s}''" for s in STATUSES)
+    columns["status"] = f"ENUM({statuses})"
+    columns["effects"] = (
+        "STRUCT("
+        + ", ".join(f'"{n}" JSON' for n in EFFECT_FIELDS if n != "details")
+        + ', "details" STRUCT("$" JSON))[]'
+    )
+    # an object, a STRUCT of the names --where asks; JSON when it asks for more (then checked)
+    args_ok = "ascii(args) = 123" if columns.get("args") == "JSON" else "args IS NOT NULL"
+    columns.setdefault("args", 'STRUCT("$" JSON)')
+    versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
+
+    def string(x: str) -> str:  # a non-empty JSON string ("... is 34: a double quote)
+        return f"ascii({x}) = 34 AND {x} <> '\"\"'"
+
+    def optional(x: str) -> str:  # a JSON string or null / absent
+        return f"COALESCE(ascii({x}) = 34, true)"
+
+    effect = " AND ".join(
+        [
+            *(f"ascii(e.{n}) = 34" for n in ("system", "resource_type", "resource_id")),
+            "ascii(e.operation) = 34",
+            "e.reversible IN ('true', 'false')",
+            optional("e.idempotency_key"),
+            "e.details IS NOT NULL",
+        ]
+    )
+    required = ("agent", "trace_id", "span_id", "action_id", "unit_of_work", "tool")
+    ok = " AND ".join(
+        [
+            f"schema_version IN ({versions})",
+            "record_type = '\"action\"'",
+            *(string(n) for n in (*required, "idempotency_key")),
+            *(optional(n) for n in ("release_id", "parent_span_id", "error")),
+            "status IS NOT NULL",
+            args_ok,
+            "effects IS NOT NULL",
+            "COALESCE(list_bool_and(list_transform(effects, "
+            f"lambda e: COALESCE({effect}, false))), true)",
+            # a JSON number starts with a digit or a minus
+            "COALESCE(ascii(duration_ms) = 45 OR ascii(duration_ms) BETWEEN 48 AND 57, true)",
+            '"$ts" IS NOT NULL',
+        ]
+    )
+    cached = ", ".join(f"json_extract_string({c}, '$') AS {c}" for c in CACHED_COLUMNS)
+    extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
+    return f"""
+        SELECT ("$fi" - 1)::UINTEGER AS file,
+            NOT COALESCE({ok}, false) AS bad, "$ts" AS ts, {cached}{extra}
+        FROM (
+            SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
+            FROM read_json({source}, format = 'newline_delimited', columns = {_spec(columns)},
+                           filename = '$file', hive_partitioning = false)
         )"""
 
 
@@ -705,9 +806,17 @@ class _Rows:
         self._lock: IO[bytes] | None = None  # shared: no batch is collected while we read
         self._collect: Path | None = None  # collected on exit, when the lock is released
         self.names: dict[str, list[str]] = {}  # batch (or "" = direct) -> file index -> name
-        self.relation = ""
+        self._relation: str | None = None  # direct mode: built when a listing asks
         self.params: dict[str, Any] = {}
         self._local: list[str] = []
+
+    @property
+    def relation(self) -> str:
+        """SQL of the rows (see the class); direct mode: the fast scan of the JSONL (a count
+        reads them through :meth:`count_direct` instead)."""
+        if self._relation is None:
+            self._relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}))"
+        return self._relation
 
     def source(self, batch: str, index: int) -> RecordFile:
         name = self.names[batch][index]
@@ -727,19 +836,19 @@ class _Rows:
         paths = self._direct.__enter__()
         self.stats.files += len(paths)
         self.names[""] = [f.name for f in self.files]
-        self.relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}))"
         self.params = {"files": paths}
         self._local = paths
         return self
 
     def count_direct(self, match: str, params: dict[str, Any]) -> int:
         """Direct mode in one pass: lines, flagged lines and matches per file."""
-        rows = self.con.execute(
-            f"SELECT file, count(*), count(*) FILTER (WHERE bad), "
-            f"count(*) FILTER (WHERE {match}) FROM {self.relation} GROUP BY file",
-            self.params | params,
-        ).fetchall()
-        return self.tally(rows)
+        per_file = (
+            "SELECT file, count(*), count(*) FILTER (WHERE bad), "
+            f"count(*) FILTER (WHERE {match}) FROM {{}} GROUP BY file"
+        )
+        return self.tally(
+            _strict_first(self.con, self.paths, per_file.format, self.params | params)
+        )
 
     def tally(self, rows: list[tuple[Any, ...]]) -> int:
         """Add ``(file, lines, flagged, matches)`` rows (direct mode) to the stats; the exact
@@ -804,9 +913,9 @@ class _Rows:
             )
             self.selects[batch] = selects[-1]
             self.batch_params[batch] = f"b{i}"
-        self.relation = "(" + " UNION ALL ".join(selects) + ")"
+        self._relation = "(" + " UNION ALL ".join(selects) + ")"
         if not selects:  # no files: an empty relation of the same shape
-            self.relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}) WHERE false)"
+            self._relation = f"(SELECT '' AS batch, * FROM ({_fast(self.paths)}) WHERE false)"
             self.params["files"] = []
 
     def _build(
@@ -826,23 +935,8 @@ class _Rows:
         try:
             stats_of = lambda f: part_stats[f.partition]  # noqa: E731
             with _Files(self.location, files, stats_of, self.sanitize) as local:
-                # rows in any order (they carry their file): the writers need not wait for
-                # each other
-                self.con.execute("SET preserve_insertion_order = false")
-                try:
-                    self.con.execute(
-                        f"COPY ({_fast(paths)}) TO '{_sql_path(tmp)}' "
-                        "(FORMAT parquet, COMPRESSION snappy)",
-                        {"files": local},
-                    )
-                finally:
-                    self.con.execute("RESET preserve_insertion_order")
                 match, params = self.match or ("false", {})
-                rows = self.con.execute(
-                    "SELECT file, count(*), count(*) FILTER (WHERE bad), "
-                    f"count(*) FILTER (WHERE {match}) FROM read_parquet($b) GROUP BY file",
-                    params | {"b": str(tmp)},
-                ).fetchall()
+                rows = _copy_scan(self.con, paths, local, tmp, match, params)
                 _check_utf8(files, local, [int(i) for i, _, flagged, _ in rows if flagged])
                 matches = sum(int(r[3]) for r in rows)
                 for index, lines, flagged, _ in sorted(rows):
@@ -866,6 +960,81 @@ class _Rows:
             out[part] = Cached(part_stats[part], final, names, paths)
         self._collect = first.base
         return out
+
+
+def _strict_first(
+    con: Any, paths: list[str], query: Callable[[str], str], params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Rows of ``query(relation)``, a query grouped by ``file`` whose third column counts the
+    flagged lines, over the files in ``params["files"]``: from the strict scan, then, for the
+    files where it flagged a line, from the fast scan, which decides each line exactly (all
+    files from the fast scan when the strict one fails or cannot read these --where paths)."""
+    import duckdb
+
+    if _strict_ok(paths):
+        try:
+            rows = con.execute(query(f"({_strict(paths)})"), params).fetchall()
+        except duckdb.Error:  # a line that does not fit its types: any such line is decided
+            pass  # by the fast scan, which reads every file again
+        else:
+            flagged = sorted({int(r[0]) for r in rows if r[2]})
+            if not flagged:
+                return rows
+            subset = {"subset": [params["files"][i] for i in flagged]}
+            again = con.execute(query(f"({_fast(paths, '$subset')})"), params | subset)
+            return [r for r in rows if int(r[0]) not in flagged] + again.fetchall()
+    return con.execute(query(f"({_fast(paths)})"), params).fetchall()
+
+
+def _copy_scan(
+    con: Any, paths: list[str], local: list[str], tmp: Path, match: str, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Write the fast-scan relation of the files ``local`` to the Parquet file ``tmp`` (the
+    strict scan's rows, with the fast scan's for the files where it flagged a line, as in
+    :func:`_strict_first`); returns ``(file, lines, flagged lines, matches of match)`` per
+    file."""
+    import duckdb
+
+    def copy(relation: str, more: dict[str, Any]) -> list[tuple[Any, ...]]:
+        # rows in any order (they carry their file): the writers need not wait for each other
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(
+                f"COPY ({relation}) TO '{_sql_path(out)}' (FORMAT parquet, COMPRESSION snappy)",
+                {"files": local} | more,
+            )
+        finally:
+            con.execute("RESET preserve_insertion_order")
+        return list(
+            con.execute(
+                "SELECT file, count(*), count(*) FILTER (WHERE bad), "
+                f"count(*) FILTER (WHERE {match}) FROM read_parquet($b) GROUP BY file",
+                params | {"b": str(out)},
+            ).fetchall()
+        )
+
+    out = tmp
+    if _strict_ok(paths):
+        try:
+            rows = copy(_strict(paths), {})
+        except duckdb.Error:  # decided by the fast scan, below
+            tmp.unlink(missing_ok=True)
+        else:
+            flagged = sorted({int(r[0]) for r in rows if r[2]})
+            if not flagged:
+                return rows
+            strict = tmp.with_name(tmp.name.removesuffix(".tmp") + ".strict.tmp")  # collected
+            tmp.replace(strict)
+            try:
+                return copy(
+                    f"SELECT * FROM read_parquet('{_sql_path(strict)}') "
+                    f"WHERE NOT list_contains($flagged, file) "
+                    f"UNION ALL BY NAME {_fast(paths, '$subset')}",
+                    {"flagged": flagged, "subset": [local[i] for i in flagged]},
+                )
+            finally:
+                strict.unlink(missing_ok=True)
+    return copy(_fast(paths), {})
 
 
 def _part(name: str) -> str:

@@ -1,0 +1,155 @@
+"""The strict scan (duck._strict): the cheaper first read of counts and cache builds. A line it
+does not flag must be one the models accept; the files where it flags a line, and every file
+when it fails, are read again by the fast scan, so counts and reports stay those of the python
+engine. Every test runs with the cache and without (tests/trace/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from agentctl.trace import duck
+from agentctl.trace.duck import count_actions
+from agentctl.trace.query import ACTION_KINDS, iter_actions
+from agentctl.trace.scan import ScanStats
+from agentctl.trace.source import open_location
+from tests.trace.helpers import action, write
+from tests.trace.test_scans import WINDOW, _json, _python_bad, lines
+
+_EFFECT = {"system": "s", "resource_type": "t", "resource_id": "i", "operation": "o"}
+
+
+def _strict_flags(body: list[str], paths: list[str]) -> dict[int, bool] | None:
+    """``{line index: flagged}`` from the strict scan over one file per line; None when it
+    fails (the caller then reads every file with the fast scan)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, line in enumerate(body):
+            files.append(str(Path(tmp) / f"{i}.jsonl"))
+            Path(files[-1]).write_text(line + "\n")
+        con = duck.connect()
+        try:
+            rows = con.execute(
+                f"SELECT file, bad FROM ({duck._strict(paths)})", {"files": files}
+            ).fetchall()
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+    return dict(rows)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(lines, min_size=1, max_size=6))
+@example([_json(1, effects=[_EFFECT | {"reversible": "yes"}]), _json(2, record_type="input")])
+@example([_json(1, effects=[_EFFECT | {"reversible": True, "details": None}])])
+@example([_json(1, effects=[_EFFECT | {"reversible": 2}]), _json(2, duration_ms="12.5")])
+@example([_json(1, agent=5), _json(2, trace_id=""), _json(3, error=3), _json(4, ts="yesterday")])
+def test_a_line_the_strict_scan_passes_is_one_the_models_accept(body: list[str]) -> None:
+    for paths in ([], ["$.args.amount"], ["$.args"], ["$.result.refund_id", "$.args.order_id"]):
+        flags = _strict_flags(body, paths)
+        if flags is None:
+            continue  # it failed: the fast scan reads these files instead
+        for i, line in enumerate(body):
+            if not flags[i]:
+                assert not _python_bad(line), (paths, line)
+
+
+@pytest.mark.parametrize("paths", [[], ["$.args.amount"], ["$.args"], ["$.result.refund_id"]])
+def test_actions_as_the_sdk_writes_them_pass_the_strict_scan(paths: list[str]) -> None:
+    # the common case the strict scan exists for: no line flagged, nothing read twice
+    body = [json.dumps(line) for line in _sdk_lines()]
+    flags = _strict_flags(body, paths)
+    assert flags == dict.fromkeys(range(len(body)), False)
+
+
+def _sdk_lines() -> list[dict[str, Any]]:
+    from agentctl.trace.records import to_json_dict
+
+    return [
+        to_json_dict(action(1)),
+        to_json_dict(action(2, effects=[], error=None, duration_ms=12)),
+        to_json_dict(action(3, status="failed", error="boom", duration_ms=-0.5)),
+        to_json_dict(action(4, args={}, release_id=None, parent_span_id="p")),
+    ]
+
+
+def _count(root: Path, where: str | None = None) -> tuple[int, ScanStats]:
+    stats = ScanStats()
+    location = open_location(str(root))
+    files = location.files(*WINDOW, ACTION_KINDS)
+    n = count_actions(location, files, "refund-agent", *WINDOW, where, None, stats=stats)
+    return n, stats
+
+
+def _python(root: Path, where: str | None = None) -> tuple[int, ScanStats]:
+    stats = ScanStats()
+    got = list(
+        iter_actions(str(root), "refund-agent", *WINDOW, where=where, stats=stats, engine="python")
+    )
+    return len(got), stats
+
+
+@pytest.mark.parametrize("where", [None, "args.amount > 12"])
+def test_flagged_files_are_decided_line_by_line_and_clean_ones_are_not_read_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str | None
+) -> None:
+    write(tmp_path, [action(n) for n in range(1, 6)], name="actions-w1-000001.jsonl")
+    odd = [
+        _json(6),
+        _json(7, effects=[_EFFECT | {"reversible": "yes"}]),  # valid: flagged, then accepted
+        _json(8, agent=5),  # invalid: flagged, then counted bad
+        _json(9, record_type="input"),  # another record type: flagged, then accepted
+        _json(10, effects=[_EFFECT | {"reversible": True}]),  # no details: valid
+    ]
+    write(tmp_path, odd, name="actions-w2-000001.jsonl")
+    fast_reads: list[str] = []
+    real_fast = duck._fast
+
+    def spy(paths: list[str], source: str = "$files") -> str:
+        fast_reads.append(source)
+        return real_fast(paths, source)
+
+    monkeypatch.setattr(duck, "_fast", spy)
+    for _ in range(2):  # with the cache: built, then read
+        fast_reads.clear()
+        count, stats = _count(tmp_path, where)
+        expected, python = _python(tmp_path, where)
+        assert count == expected == (8 if where is None else 6)
+        assert dict(stats.bad) == dict(python.bad) == {"invalid": 1}
+        assert stats.lines == python.lines == 10
+        # only the file with flagged lines went through the fast scan (none once cached)
+        assert set(fast_reads) <= {"$subset"}
+
+
+def test_a_line_that_does_not_fit_the_types_sends_every_file_to_the_fast_scan(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, [action(n) for n in range(1, 6)], name="actions-w1-000001.jsonl")
+    broken = [_json(6, args=["not", "an", "object"]), _json(7, status="bogus"), "{not json"]
+    write(tmp_path, broken, name="actions-w2-000001.jsonl")
+    for _ in range(2):
+        count, stats = _count(tmp_path)
+        expected, python = _python(tmp_path)
+        assert count == expected == 5
+        assert dict(stats.bad) == dict(python.bad) == {"invalid": 2, "not_json": 1}
+        assert stats.lines == python.lines == 8
+
+
+def test_a_cache_built_from_strict_and_fast_rows_answers_later_queries(tmp_path: Path) -> None:
+    records = [action(n) for n in range(1, 9)]
+    write(tmp_path, records[:4], name="actions-w1-000001.jsonl")
+    odd = [_json(5, effects=[_EFFECT | {"reversible": "no"}]), _json(6, span_id="")]
+    write(tmp_path, [*odd, *records[6:]], name="actions-w2-000001.jsonl")
+    for where in (None, "args.amount > 12", "args.order_id = 'o-5'", None):
+        count, stats = _count(tmp_path, where)
+        expected, python = _python(tmp_path, where)
+        assert count == expected
+        assert dict(stats.bad) == dict(python.bad) == {"invalid": 1}
