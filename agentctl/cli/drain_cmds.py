@@ -1,7 +1,5 @@
 """drain (and resume --redrive): stop intake, watch in-flight work finish, divert the queue."""
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -110,7 +108,7 @@ def run_drain(
     raise typer.Exit(int(report.exit_code))
 
 
-def _wait(ac: Any, drain: DrainPlan, timeout: float, live: bool) -> Any:
+def _wait(ac: Any, drain: "DrainPlan", timeout: float, live: bool) -> Any:
     if not live:
         return ac.wait_in_flight(drain, timeout=timeout)
     from rich.live import Live
@@ -120,14 +118,14 @@ def _wait(ac: Any, drain: DrainPlan, timeout: float, live: bool) -> Any:
     started = ac.engine.clock.monotonic()
     with Live(console=render.console(), transient=True, refresh_per_second=4) as view:
 
-        def on_poll(reading: InFlight) -> None:
+        def on_poll(reading: "InFlight") -> None:
             elapsed = ac.engine.clock.monotonic() - started
             view.update(_in_flight_table(reading, elapsed, timeout))
 
         return ac.wait_in_flight(drain, timeout=timeout, on_poll=on_poll)
 
 
-def _in_flight_table(reading: InFlight, elapsed: float, timeout: float) -> Any:
+def _in_flight_table(reading: "InFlight", elapsed: float, timeout: float) -> Any:
     from rich.table import Table
 
     table = Table(
@@ -145,7 +143,9 @@ def _in_flight_table(reading: InFlight, elapsed: float, timeout: float) -> Any:
     return table
 
 
-def _divert(ac: Any, drain: DrainPlan, run: RunResult, reason: str, live: bool) -> list[QueueMove]:
+def _divert(
+    ac: Any, drain: "DrainPlan", run: "RunResult", reason: str, live: bool
+) -> "list[QueueMove]":
     if not live:
         moves: list[QueueMove] = ac.divert(drain, run, reason=reason)
         return moves
@@ -175,7 +175,7 @@ def _divert(ac: Any, drain: DrainPlan, run: RunResult, reason: str, live: bool) 
 
 
 def _show_queues(
-    out: Console, drain: DrainPlan, report: DrainReport | None, *, dry_run: bool
+    out: "Console", drain: "DrainPlan", report: "DrainReport | None", *, dry_run: bool
 ) -> None:
     from rich.table import Table
 
@@ -214,14 +214,14 @@ def _show_queues(
         )
 
 
-def _show_problems(out: Console, problems: list[str]) -> None:
+def _show_problems(out: "Console", problems: list[str]) -> None:
     from rich.text import Text
 
     for problem in problems:
         out.print(Text(f"problem: {problem}", style="red"))
 
 
-def _show_report(report: DrainReport) -> None:
+def _show_report(report: "DrainReport") -> None:
     from rich.text import Text
 
     from agentctl.cli import render
@@ -341,7 +341,7 @@ def resume_with_redrive(
     raise typer.Exit(int(code))
 
 
-def _redrive_plan_dict(plan: RedrivePlan) -> dict[str, Any]:
+def _redrive_plan_dict(plan: "RedrivePlan") -> dict[str, Any]:
     return {
         "review_queues": {k: v.to_dict() for k, v in plan.counts.items()},
         "waiting": plan.waiting,
@@ -349,7 +349,7 @@ def _redrive_plan_dict(plan: RedrivePlan) -> dict[str, Any]:
     }
 
 
-def _show_redrive_plan(out: Console, plan: RedrivePlan) -> None:
+def _show_redrive_plan(out: "Console", plan: "RedrivePlan") -> None:
     for name, c in plan.counts.items():
         out.print(f"--redrive: {c.queued} message(s) in review queue {name}")
     _show_problems(out, [p.message for p in plan.problems])

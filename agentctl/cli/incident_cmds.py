@@ -1,7 +1,5 @@
 """incidents list / show / close."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

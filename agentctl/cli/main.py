@@ -4,8 +4,6 @@ Heavy modules (boto3, pydantic, rich tables) are imported inside commands so tha
 stays fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated

@@ -1,7 +1,5 @@
 """contain, shadow, resume, status: the kill switch."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

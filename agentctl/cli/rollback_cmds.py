@@ -1,7 +1,5 @@
 """rollback, releases record|list|mark, store init."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -154,7 +152,7 @@ def rollback(
     raise typer.Exit(int(result.exit_code))
 
 
-def _has_work(plan: RollbackPlan) -> bool:
+def _has_work(plan: "RollbackPlan") -> bool:
     return bool(plan.pointer_change) or plan.to_send > 0 or plan.new_mitigations > 0
 
 
@@ -199,7 +197,7 @@ def _progress_bar() -> _Progress:
     return _Progress()
 
 
-def _show_plan(plan: RollbackPlan) -> None:
+def _show_plan(plan: "RollbackPlan") -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -257,7 +255,7 @@ def _show_plan(plan: RollbackPlan) -> None:
             )
 
 
-def _show_result(result: RollbackResult, csv_path: Path | None) -> None:
+def _show_result(result: "RollbackResult", csv_path: Path | None) -> None:
     from rich.text import Text
 
     from agentctl.cli.render import console

@@ -1,7 +1,5 @@
 """sandbox up / seed: a local AWS endpoint for demos, drills and trying things."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

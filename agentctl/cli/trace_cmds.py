@@ -1,7 +1,5 @@
 """actions, trace: what the agent did, and why."""
 
-from __future__ import annotations
-
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,7 +36,7 @@ def _short(value: Any, width: int = 60, *, compact: bool = False) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _report_bad(con: Console, stats: ScanStats) -> None:
+def _report_bad(con: "Console", stats: "ScanStats") -> None:
     """Bad input is reported, never hidden: counts by reason and the first locations."""
     if not stats.bad_total:
         return
@@ -48,7 +46,7 @@ def _report_bad(con: Console, stats: ScanStats) -> None:
         con.print(f"  {e.file}:{e.line}: {e.reason}: {e.detail}", style="yellow", markup=False)
 
 
-def _report_missing(con: Console, derived: ExtractStats) -> None:
+def _report_missing(con: "Console", derived: "ExtractStats") -> None:
     """Effects the spec's extractors could not read are reported, as bad lines are."""
     if not derived.missing_total:
         return
@@ -63,7 +61,7 @@ def _report_missing(con: Console, derived: ExtractStats) -> None:
         con.print(f"  e.g. action {m.action_id}: {m.field} {m.path}", style="yellow", markup=False)
 
 
-def _show_actions(result: ActionsResult) -> None:
+def _show_actions(result: "ActionsResult") -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -122,7 +120,7 @@ def _show_actions(result: ActionsResult) -> None:
     _report_missing(err, result.derived)
 
 
-def _show_trace(result: TraceResult) -> None:
+def _show_trace(result: "TraceResult") -> None:
     from rich.text import Text
     from rich.tree import Tree
 
