@@ -25,6 +25,7 @@ use, so it cannot change the botocore version agentctl runs with.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -140,6 +141,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    # agentctl's bytecode, as pip writes it at install (see bench/trace.py)
+    compileall.compile_dir(str(REPO / "agentctl"), quiet=1)
     agentctl_exe = str(Path(sys.executable).parent / "agentctl")
     aws_exe = awscli()
     work = Path(tempfile.mkdtemp(prefix="agentctl-bench-"))
