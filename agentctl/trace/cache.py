@@ -7,8 +7,9 @@ the value (JSON text) of every ``--where`` path asked so far. It does not keep t
 a listing re-reads the few source files that hold its results. The cache is derived data, never
 the record of truth:
 
-- each cached partition has a manifest listing the source files with their size and mtime (S3:
-  ETag); any change (a writer appended, a file appeared) rebuilds that partition on next read;
+- each cached partition has a manifest listing the source files with their size, mtime, ctime
+  and inode (S3: ETag); any change (a writer appended, a file appeared, a file was replaced by
+  one of the same size and mtime: its ctime is new) rebuilds that partition on next read;
 - the manifest also keeps the partition's scan statistics (lines, bad lines by reason, the first
   locations), so bad input is still reported on every query, not only on the first;
 - a query with a ``--where`` path the manifest does not list rebuilds the partition once with that

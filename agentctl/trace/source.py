@@ -32,7 +32,9 @@ class RecordFile:
     name: str
     kind: str
     size: int
-    stamp: str = ""  # changes when the content may have: mtime (local) or ETag (S3)
+    # changes when the content may have: mtime, ctime and inode (local; a copy that keeps the
+    # size and mtime, `cp -p` or `rsync -t`, still gets a new ctime) or ETag (S3)
+    stamp: str = ""
 
     @property
     def partition(self) -> str:
@@ -95,7 +97,8 @@ class LocalLocation(Location):
                 kind = file_kind(entry.name)
                 if kind is not None and kind in kinds and entry.is_file():
                     st = entry.stat()
-                    out.append(RecordFile(entry.path, kind, st.st_size, str(st.st_mtime_ns)))
+                    stamp = f"{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+                    out.append(RecordFile(entry.path, kind, st.st_size, stamp))
         return out
 
     def open(self, file: RecordFile) -> IO[bytes]:

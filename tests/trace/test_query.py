@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,36 @@ def test_cache_is_rebuilt_when_a_writer_appends_and_keeps_reporting_bad_lines(
         doc = json.loads(manifest.read_text())
         assert (manifest.parent.parent / "batches" / doc["batch"]).exists()
         assert doc["stats"]["lines"] == 3 and doc["stats"]["bad_by_reason"] == {"not_json": 1}
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(
+    tmp_path: Path, trace_cache: str
+) -> None:
+    # `cp -p` / `rsync -t` of a corrected file: same size, same mtime, other content
+    [path] = write(tmp_path / "audit", [action(1, tool="issue_refund")])
+    src, window = str(tmp_path / "audit"), (T0, T0 + timedelta(hours=1))
+    assert _count(src, window, "issue_refund") == 1  # cached, when the cache is on
+    before = path.stat()
+    fixed = path.read_text().replace('"issue_refund"', '"refund_issue"')
+    replacement = path.with_name("incoming.tmp")
+    replacement.write_text(fixed)
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    replacement.replace(path)
+    assert path.stat().st_size == before.st_size
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    assert [r.tool for r in iter_actions(src, "refund-agent", *window)] == ["refund_issue"]
+    assert _count(src, window, "issue_refund") == 0  # a count reads only the cached columns
+    assert _count(src, window, "refund_issue") == 1
+
+
+def _count(src: str, window: tuple[datetime, datetime], tool: str) -> int:
+    from agentctl.trace.duck import count_actions
+    from agentctl.trace.query import ACTION_KINDS
+    from agentctl.trace.source import open_location
+
+    location = open_location(src)
+    files = location.files(*window, ACTION_KINDS)
+    return count_actions(location, files, "refund-agent", *window, None, tool, stats=ScanStats())
 
 
 def test_an_unusable_cache_directory_falls_back_to_reading_jsonl(
