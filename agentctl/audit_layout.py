@@ -23,7 +23,8 @@ PARTITION = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 ACTIONS_PREFIX = "actions-"
 DECISIONS_PREFIX = "decisions-"
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-OTLP_SUFFIX = ".otlp.json"
+OTLP_SUFFIX = ".otlp.json"  # what the SDK's OTLP sink writes
+OTLP_SUFFIXES = (OTLP_SUFFIX, ".otlp.json.gz")  # what readers take (a collector's gzip export)
 
 
 def partition_of(ts: datetime) -> str:

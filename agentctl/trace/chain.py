@@ -86,10 +86,10 @@ def find_actions(
         for line in duck.find_lines(
             location, files, pred, kinds="actions", stats=stats, needle=duck.needle_for(ident)
         ):
+            # each line once (the alternatives are ORed); two records with one id (a span
+            # exported twice) are both shown, as the python engine shows them
             record = _parsed(line, location.url, stats)
-            if not isinstance(record, ActionRecord):
-                continue
-            if all(r.action_id != record.action_id for r in found):
+            if isinstance(record, ActionRecord):
                 found.append(record)
     else:
         for file in files:

@@ -613,11 +613,13 @@ class _Files:
         for i, file in enumerate(self.files):
             if file.kind == "otlp":
                 from agentctl.trace.otlp import normalise
-                from agentctl.trace.scan import open_text
+                from agentctl.trace.scan import open_text, readable_lines
 
                 stats = self.stats(file) if callable(self.stats) else self.stats
                 with self.location.open(file) as body, open_text(file.name, body) as text:
-                    records = normalise(file.name, text.read(), stats)
+                    # a gzip export cut short keeps what came before (`truncated_gzip`)
+                    content = "".join(readable_lines(file.name, text, stats))
+                records = normalise(file.name, content, stats)
                 path = self._tmpdir() / f"{i:06d}.jsonl"
                 path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
             elif file.name in self.sanitize:

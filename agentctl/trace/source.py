@@ -18,7 +18,7 @@ from agentctl.audit_layout import (
     ACTIONS_PREFIX,
     DECISIONS_PREFIX,
     JSONL_SUFFIXES,
-    OTLP_SUFFIX,
+    OTLP_SUFFIXES,
     days_between,
     partition_day,
 )
@@ -43,7 +43,7 @@ class RecordFile:
 
 
 def file_kind(basename: str) -> str | None:
-    if basename.endswith(OTLP_SUFFIX):
+    if basename.endswith(OTLP_SUFFIXES):
         return "otlp"
     if not basename.endswith(JSONL_SUFFIXES):
         return None

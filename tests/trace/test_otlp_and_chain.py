@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
-from datetime import timedelta
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,33 @@ def test_foreign_genai_spans_are_normalised_with_documented_defaults(
     chain = decision_chain(str(tmp_path), action, engine=engine)
     [model] = [r for r in chain.records if r.record_type == "model_call"]
     assert (model.model_requested, model.model_answered) == ("gpt-x", "gpt-x-2026-09")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_gzip_otlp_export_is_read_and_one_cut_short_keeps_what_came_before(
+    tmp_path: Path, engine: str
+) -> None:
+    # a collector's file exporter may gzip its output: export.otlp.json.gz
+    plain = foreign_export(tmp_path)
+    whole = plain.read_bytes()
+    plain.unlink()
+    (plain.parent / "export.otlp.json.gz").write_bytes(gzip.compress(whole))
+    stats = ScanStats()
+    [action] = find_actions(str(tmp_path), "call_77", stats=stats, engine=engine)
+    assert action.agent == "support-bot" and action.status == "failed"
+    assert stats.bad["not_json"] == 1 and stats.skipped == 1
+
+    # a second export whose writer died in its second request: the first one is kept
+    first = whole.split(b"\n")[0].replace(b"support-bot", b"support-bot-2")
+    cut = gzip.compress(first + b"\n" + os.urandom(100_000).hex().encode() + b"\n")
+    (plain.parent / "late.otlp.json.gz").write_bytes(cut[: len(cut) * 9 // 10])
+    stats = ScanStats()
+    got = find_actions(str(tmp_path), "call_77", stats=stats, engine=engine)
+    assert dict(stats.bad) == {"not_json": 1, "truncated_gzip": 1}
+    assert sorted(a.agent for a in got) == ["support-bot", "support-bot-2"]
+    window = (datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
+    listed = list(iter_actions(str(tmp_path), "support-bot", *window, engine=engine))
+    assert [a.tool for a in listed] == ["close_ticket"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
