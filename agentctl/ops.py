@@ -134,6 +134,20 @@ class Agentctl:
         no incident, and a plan, a --dry-run or a status leaves the state directory alone."""
         return None if self._no_store_yet() else self.store.find_open(agent)
 
+    def reading_store(self) -> IncidentStore:
+        """The store for reads that must create nothing (a rollback plan, its --dry-run): the
+        store, or, when its SQLite file does not exist yet, an empty one in memory (nothing was
+        ever recorded, so every read of it is right)."""
+        if self._no_store_yet():
+            from agentctl.incidents.sqlite import SqliteStore
+
+            return SqliteStore(Path(":memory:"))
+        return self.store
+
+    def has_store(self) -> bool:
+        """False when the store is an SQLite file not created yet: nothing was ever recorded."""
+        return not self._no_store_yet()
+
     def _no_store_yet(self) -> bool:
         """True when the store is an SQLite file that does not exist: nothing was ever recorded,
         and a read must not create it."""

@@ -25,7 +25,7 @@ from agentctl.compensate.ledger import FINAL, Ledger, LedgerRow, LedgerStatus
 from agentctl.compensate.planner import CompensationPlan, plan_compensations
 from agentctl.compensate.source import load_actions
 from agentctl.engine.model import Outcome, Plan, RunResult
-from agentctl.errors import BadInputError, ExitCode
+from agentctl.errors import BadInputError, ExitCode, IncidentNotFoundError
 from agentctl.incidents.models import Event, Incident, IncidentStatus, JournalEntry
 from agentctl.releases.catalog import ReleaseCatalog
 from agentctl.releases.model import Mark, Release
@@ -151,9 +151,21 @@ class Rollback:
 
     def __init__(self, ac: Agentctl) -> None:
         self.ac = ac
+        self._reads: Any = None  # while planning: the store to read (see plan)
 
     # -- planning ----------------------------------------------------------------------------
     def plan(self, agent: str, options: RollbackOptions) -> RollbackPlan:
+        # a plan (and --dry-run) only reads: with no incident store yet it creates none
+        self._reads = self.ac.reading_store()
+        try:
+            return self._plan(agent, options)
+        finally:
+            self._reads = None
+
+    def _store(self) -> Any:
+        return self._reads if self._reads is not None else self.ac.store
+
+    def _plan(self, agent: str, options: RollbackOptions) -> RollbackPlan:
         spec = self.ac.spec(agent)
         incident = self._incident(agent, options.incident_id)
         if options.resume:
@@ -201,9 +213,14 @@ class Rollback:
         return plan
 
     def _incident(self, agent: str, incident_id: str | None) -> Incident | None:
-        store = self.ac.store
+        store = self._store()
         if incident_id is None:
             return store.find_open(agent)
+        if not self.ac.has_store():
+            raise IncidentNotFoundError(
+                f"no incident {incident_id!r}: no incident was ever recorded here",
+                hint="`agentctl incidents list` shows the known ones",
+            )
         incident = store.get(incident_id)
         if incident.agent != agent:
             raise BadInputError(f"incident {incident_id} is about {incident.agent}, not {agent}")
@@ -218,7 +235,7 @@ class Rollback:
     def _resumed(self, incident: Incident | None, options: RollbackOptions) -> RollbackOptions:
         if incident is None:
             raise BadInputError("--resume: no open incident to resume a rollback in")
-        for entry in reversed(self.ac.store.journal(incident.id)):
+        for entry in reversed(self._store().journal(incident.id)):
             if entry.phase == PHASE and entry.kind == "compensation.plan" and entry.inputs:
                 saved = entry.inputs
                 return replace(
@@ -483,10 +500,10 @@ class Rollback:
 
     # -- stores --------------------------------------------------------------------------------
     def ledger(self) -> Ledger:
-        return ledger_for(self.ac.store, self.ac.engine.clock)
+        return ledger_for(self._store(), self.ac.engine.clock)
 
     def catalog(self) -> ReleaseCatalog:
-        return catalog_for(self.ac.store)
+        return catalog_for(self._store())
 
 
 def ledger_for(store: Any, clock: Any) -> Ledger:

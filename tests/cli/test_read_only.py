@@ -15,6 +15,8 @@ def test_dry_run_and_status_create_no_store_and_a_change_does(
 ) -> None:
     store = tmp_path / "state" / "agentctl" / "incidents.db"
     cli_env["AGENTCTL_STORE"] = str(store)
+    audit = tmp_path / "audit"  # an audit directory with no records yet
+    audit.mkdir()
 
     for args in (
         ("contain", "refund-agent", "--hard", "--dry-run"),
@@ -22,6 +24,10 @@ def test_dry_run_and_status_create_no_store_and_a_change_does(
         ("drain", "refund-agent", "--divert", "--dry-run"),
         ("status", "refund-agent"),
         ("incidents", "list"),
+        (
+            *("rollback", "refund-agent", "--since", "2026-11-24T00:00:00Z"),
+            *("--source", str(audit), "--no-release", "--dry-run"),
+        ),
     ):
         proc = cli(*args, "-o", "json")
         assert proc.returncode == 0, (args, proc.stderr)
@@ -42,4 +48,8 @@ def test_resume_with_no_store_says_there_is_no_incident(
     proc = cli("resume", "refund-agent", "--yes")
     assert proc.returncode == 2
     assert "has no open incident" in proc.stderr
+    assert not store.exists()
+    proc = cli("rollback", "refund-agent", "--incident", "INC-20261124-0001", "--dry-run")
+    assert proc.returncode == 2
+    assert "no incident was ever recorded here" in proc.stderr
     assert not store.exists()
