@@ -237,11 +237,12 @@ def _ts_sql(expr: str) -> str:
 def _invalid(j: Callable[[str], str]) -> str:
     """SQL, true when a line of a known version and record type fails its model's checks
     (:mod:`agentctl.trace.records`) on a field other than ``ts``: ``j(name)`` is the JSON of the
-    field, NULL when absent (or JSON null: the fast scan's reader cannot tell them apart, so
-    neither scan does). Types as pydantic takes them: strings only for strings, the statuses,
-    ``args`` an object, ``effects`` a list of effects, ``duration_ms`` a number (or numeric
-    string). JSON types are told by the first character of the (normalised) JSON text: no second
-    parse."""
+    field, NULL when absent or JSON null (the fast scan's reader cannot tell them apart, so
+    neither scan does; where the models treat them differently they are told apart on the text,
+    and ``args`` / ``effects`` null are read as absent by the models too). Types as pydantic
+    takes them: strings only for strings, the statuses, ``args`` an object, ``effects`` a list
+    of effects, ``duration_ms`` a number (or numeric string). JSON types are told by the first
+    character of the (normalised) JSON text: no second parse."""
 
     def required(x: str, nonempty: bool = True) -> str:
         empty = f" OR {x} = '\"\"'" if nonempty else ""

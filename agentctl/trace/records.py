@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -111,13 +111,26 @@ class ActionRecord(_Record):
     action_id: str = Field(min_length=1, description="Unique id of this call.")
     unit_of_work: str = Field(min_length=1, description="Ticket or conversation id.")
     tool: str = Field(min_length=1)
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments (a JSON object).")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments (a JSON object; null is read as {})."
+    )
     result: Any = Field(default=None, description="What the tool returned (JSON).")
     status: ActionStatus
     error: str | None = Field(default=None, description="Refusal reason or exception text.")
     idempotency_key: str = Field(min_length=1)
-    effects: list[Effect] = Field(default_factory=list)
+    effects: list[Effect] = Field(
+        default_factory=list, description="Side effects (null is read as [], as when absent)."
+    )
     duration_ms: float | None = None
+
+    @field_validator("args", "effects", mode="before")
+    @classmethod
+    def _null_is_none(cls, value: Any, info: ValidationInfo) -> Any:
+        # writers that serialise an empty map or list as null (Go's nil, some loggers) mean
+        # "none": read like an absent field, as DuckDB's reader reads it
+        if value is None:
+            return {} if info.field_name == "args" else []
+        return value
 
 
 class ModelCallRecord(_Record):

@@ -115,9 +115,12 @@ def test_a_value_the_models_coerce_is_a_valid_action(tmp_path: Path, over: dict[
 def test_a_limited_listing_shows_limit_valid_rows_past_the_rows_the_models_reject(
     tmp_path: Path,
 ) -> None:
-    # `args: null` reads like an absent `args` to the fast scan (its reader cannot tell them
-    # apart), and the model rejects it: the listing reads on past it and counts it
-    _write(tmp_path, [_line(1), _line(2, args=None), _line(3), _line(4, args=None), _line(5)])
+    # a duplicate key: DuckDB's readers take the first `status`, python's json the last, which
+    # the model rejects: the listing reads on past such a row and counts it
+    def twice(n: int) -> str:
+        return _line(n)[:-1] + ', "status": "bogus"}'
+
+    _write(tmp_path, [_line(1), twice(2), _line(3), twice(4), _line(5)])
     for _ in range(2):
         for engine in ("duckdb", "python"):
             ids, stats = _listing(tmp_path, engine, limit=2)
@@ -126,6 +129,24 @@ def test_a_limited_listing_shows_limit_valid_rows_past_the_rows_the_models_rejec
             ids, stats = _listing(tmp_path, engine, limit=3)
             assert ids == ["act-000001", "act-000003", "act-000005"], engine
             assert dict(stats.bad) == {"invalid": 2}
+
+
+def test_args_and_effects_written_as_null_are_read_as_none_in_every_engine(
+    tmp_path: Path,
+) -> None:
+    # Go's encoding/json writes a nil map or slice as null: such actions are valid, with no
+    # arguments and no effects, and are counted and listed alike by both engines
+    _write(tmp_path, [_line(1), _line(2, args=None, effects=None), _line(3, effects=None)])
+    for _ in range(2):
+        stats = ScanStats()
+        assert _count(tmp_path, stats=stats) == 3 and stats.bad_total == 0
+        for engine in ("duckdb", "python"):
+            ids, listed = _listing(tmp_path, engine)
+            assert ids == ["act-000001", "act-000002", "act-000003"], engine
+            assert listed.bad_total == 0
+    got = iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=ScanStats())
+    [record] = [r for r in got if r.action_id == "act-000002"]
+    assert record.args == {} and record.effects == []
 
 
 def test_a_negative_limit_is_bad_input(tmp_path: Path) -> None:
