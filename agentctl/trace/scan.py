@@ -74,9 +74,10 @@ class ScanStats:
 
 
 def open_text(name: str, raw: IO[bytes]) -> IO[str]:
-    """Text view of a (possibly gzip) byte stream."""
+    """Text view of a (possibly gzip) byte stream; a UTF-8 byte order mark at its start (some
+    Windows tools write one) is dropped, as DuckDB's readers drop it."""
     stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw  # type: ignore[assignment]
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace")
 
 
 # What reading a damaged gzip stream raises: a member cut short (a writer that crashed or is

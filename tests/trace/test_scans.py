@@ -182,6 +182,27 @@ def test_a_file_that_is_not_utf8_is_read_like_the_python_engine_reads_it(tmp_pat
     assert found.unit_of_work == "T-2 \ufffd"
 
 
+@pytest.mark.parametrize("name", ["actions-w1-000001.jsonl", "actions-w1-000001.jsonl.gz"])
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_a_bad_line(
+    tmp_path: Path, name: str
+) -> None:
+    import gzip
+
+    from agentctl.trace.chain import find_actions
+
+    path = tmp_path / "dt=2026-11-24" / name
+    path.parent.mkdir(parents=True)
+    body = b"\xef\xbb\xbf" + (_json(1) + "\n" + _json(2) + "\n").encode()
+    path.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
+    for engine in ("duckdb", "python", "duckdb"):
+        stats = ScanStats()
+        got = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=stats, engine=engine))
+        assert [r.action_id for r in got] == ["act-000001", "act-000002"], engine
+        assert stats.bad_total == 0 and stats.lines == 2, engine
+    assert _count(tmp_path) == 2
+    assert [r.action_id for r in find_actions(str(tmp_path), "act-000001")] == ["act-000001"]
+
+
 FIELDS = ("schema_version", "record_type", "agent", "ts", "trace_id", "span_id", "tool")
 FIELDS += ("action_id", "idempotency_key", "unit_of_work", "status")
 FIELDS += ("args", "effects", "duration_ms", "error", "release_id", "parent_span_id")
