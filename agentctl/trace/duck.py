@@ -98,6 +98,13 @@ EFFECT_FIELDS = (
 # Values whose JSON text is just the value in double quotes, in any writer's output (and in
 # DuckDB's re-serialised fragments): those compare as fragments, without a second parse.
 _PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
+# the lambda parameter over effects: a name no --where path (identifiers) can shadow
+E = '"$e"'
+
+
+def _q(name: str) -> str:
+    """A column name as an SQL identifier (a --where root may be a keyword: ``order.x``)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def connect() -> Any:
@@ -285,7 +292,7 @@ def _invalid(j: Callable[[str], str]) -> str:
     # the text, where ``"details":null`` is rare
     effects = (
         f"COALESCE(NOT starts_with({fx}, '[') OR (len({fx}) > 2 AND (list_bool_or(list_transform("
-        f"from_json({fx}, '[{{{kinds}}}]'), lambda e: {effect_bad('e')})) "
+        f"from_json({fx}, '[{{{kinds}}}]'), lambda {E}: {effect_bad(E)})) "
         f"OR (contains({fx}, '\"details\":null') AND list_contains(json_extract({fx}, "
         f"'$[*].details')::VARCHAR[], 'null')))), false)"
     )
@@ -388,9 +395,9 @@ def _read_columns(
         if parts[0] == "ts":
             frags[path] = "to_json(ts)" if len(parts) == 1 else "NULL::JSON"
         elif parts[0] in columns and len(parts) == 1:
-            frags[path] = parts[0]
+            frags[path] = _q(parts[0])
         elif parts[0] in columns:
-            frags[path] = f"json_extract({parts[0]}, '{_sub(parts[1:])}')"
+            frags[path] = f"json_extract({_q(parts[0])}, '{_sub(parts[1:])}')"
         else:
             roots.setdefault(parts[0], []).append(parts[1:])
     for root, rests in roots.items():
@@ -402,12 +409,12 @@ def _read_columns(
         ):
             columns[root] = "STRUCT(" + ", ".join(f'"{n}" JSON' for n in names) + ")"
             for rest in rests:
-                frags["$." + ".".join((root, *rest))] = f"struct_extract({root}, '{rest[0]}')"
+                frags["$." + ".".join((root, *rest))] = f"struct_extract({_q(root)}, '{rest[0]}')"
         else:
             columns[root] = "JSON"
             for rest in rests:
                 path = "$." + ".".join((root, *rest))
-                frags[path] = root if not rest else f"json_extract({root}, '{_sub(rest)}')"
+                frags[path] = _q(root) if not rest else f"json_extract({_q(root)}, '{_sub(rest)}')"
     return columns, frags
 
 
@@ -506,11 +513,11 @@ def _strict(paths: list[str], source: str = "$files") -> str:
 
     effect = " AND ".join(
         [
-            *(f"ascii(e.{n}) = 34" for n in ("system", "resource_type", "resource_id")),
-            "ascii(e.operation) = 34",
-            "e.reversible IN ('true', 'false')",
-            optional("e.idempotency_key"),
-            "e.details IS NOT NULL",
+            *(f"ascii({E}.{n}) = 34" for n in ("system", "resource_type", "resource_id")),
+            f"ascii({E}.operation) = 34",
+            f"{E}.reversible IN ('true', 'false')",
+            optional(f"{E}.idempotency_key"),
+            f"{E}.details IS NOT NULL",
         ]
     )
     required = ("agent", "trace_id", "span_id", "action_id", "unit_of_work", "tool")
@@ -524,7 +531,7 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             args_ok,
             "effects IS NOT NULL",
             "COALESCE(list_bool_and(list_transform(effects, "
-            f"lambda e: COALESCE({effect}, false))), true)",
+            f"lambda {E}: COALESCE({effect}, false))), true)",
             # a JSON number starts with a digit or a minus
             "COALESCE(ascii(duration_ms) = 45 OR ascii(duration_ms) BETWEEN 48 AND 57, true)",
             '"$ts" IS NOT NULL',
@@ -845,13 +852,14 @@ class _Rows:
 
     def count_direct(self, match: str, params: dict[str, Any]) -> int:
         """Direct mode in one pass: lines, flagged lines and matches per file."""
-        per_file = (
-            "SELECT file, count(*), count(*) FILTER (WHERE bad), "
-            f"count(*) FILTER (WHERE {match}) FROM {{}} GROUP BY file"
-        )
-        return self.tally(
-            _strict_first(self.con, self.paths, per_file.format, self.params | params)
-        )
+
+        def per_file(relation: str) -> str:  # not str.format: `match` holds --where literals
+            return (
+                "SELECT file, count(*), count(*) FILTER (WHERE bad), "
+                f"count(*) FILTER (WHERE {match}) FROM {relation} GROUP BY file"
+            )
+
+        return self.tally(_strict_first(self.con, self.paths, per_file, self.params | params))
 
     def tally(self, rows: list[tuple[Any, ...]]) -> int:
         """Add ``(file, lines, flagged, matches)`` rows (direct mode) to the stats; the exact
@@ -965,22 +973,46 @@ class _Rows:
         return out
 
 
+# files the strict scan leaves out, one per failed attempt, before it gives up on the query
+STRICT_RETRIES = 3
+
+
+def _strict_pass(
+    files: list[str], run: Callable[[dict[str, Any]], list[tuple[Any, ...]]]
+) -> tuple[list[tuple[Any, ...]], list[int]] | None:
+    """``run({"keep": [...]})`` (a strict scan reading ``$keep``): its rows and the indexes of
+    the files left out, or None when it still fails. A line the strict read cannot take (a
+    half-written last line, a line of another shape) fails the whole query, and DuckDB names
+    its file: that file is left out (for the fast scan) and the rest read again, up to
+    STRICT_RETRIES files; a failure that names no file gives up at once."""
+    import duckdb
+
+    skipped: list[int] = []
+    while True:
+        keep = [f for i, f in enumerate(files) if i not in skipped]
+        try:
+            return run({"keep": keep}), skipped
+        except duckdb.Error as exc:
+            named = [i for i in range(len(files)) if f'file "{files[i]}"' in str(exc)]
+            if len(named) != 1 or named[0] in skipped or len(skipped) == STRICT_RETRIES:
+                return None
+            skipped.append(named[0])
+
+
 def _strict_first(
     con: Any, paths: list[str], query: Callable[[str], str], params: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Rows of ``query(relation)``, a query grouped by ``file`` whose third column counts the
     flagged lines, over the files in ``params["files"]``: from the strict scan, then, for the
-    files where it flagged a line, from the fast scan, which decides each line exactly (all
-    files from the fast scan when the strict one fails or cannot read these --where paths)."""
-    import duckdb
-
+    files where it flagged a line or that it left out, from the fast scan, which decides each
+    line exactly (all files from the fast scan when the strict one fails or cannot read these
+    --where paths)."""
     if _strict_ok(paths):
-        try:
-            rows = con.execute(query(f"({_strict(paths)})"), params).fetchall()
-        except duckdb.Error:  # a line that does not fit its types: any such line is decided
-            pass  # by the fast scan, which reads every file again
-        else:
-            flagged = sorted({int(r[0]) for r in rows if r[2]})
+        sql = query(f"({_strict(paths, '$keep')})")
+        got = _strict_pass(params["files"], lambda keep: con.execute(sql, params | keep).fetchall())
+        if got is not None:
+            rows, skipped = got
+            flagged = sorted({int(r[0]) for r in rows if r[2]} | set(skipped))
             if not flagged:
                 return rows
             subset = {"subset": [params["files"][i] for i in flagged]}
@@ -993,10 +1025,9 @@ def _copy_scan(
     con: Any, paths: list[str], local: list[str], tmp: Path, match: str, params: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Write the fast-scan relation of the files ``local`` to the Parquet file ``tmp`` (the
-    strict scan's rows, with the fast scan's for the files where it flagged a line, as in
-    :func:`_strict_first`); returns ``(file, lines, flagged lines, matches of match)`` per
-    file."""
-    import duckdb
+    strict scan's rows, with the fast scan's for the files where it flagged a line or that it
+    left out, as in :func:`_strict_first`); returns ``(file, lines, flagged lines, matches of
+    match)`` per file."""
 
     def copy(relation: str, more: dict[str, Any]) -> list[tuple[Any, ...]]:
         # rows in any order (they carry their file): the writers need not wait for each other
@@ -1006,6 +1037,9 @@ def _copy_scan(
                 f"COPY ({relation}) TO '{_sql_path(out)}' (FORMAT parquet, COMPRESSION snappy)",
                 {"files": local} | more,
             )
+        except BaseException:
+            out.unlink(missing_ok=True)  # a part written before the failure
+            raise
         finally:
             con.execute("RESET preserve_insertion_order")
         return list(
@@ -1018,12 +1052,10 @@ def _copy_scan(
 
     out = tmp
     if _strict_ok(paths):
-        try:
-            rows = copy(_strict(paths), {})
-        except duckdb.Error:  # decided by the fast scan, below
-            tmp.unlink(missing_ok=True)
-        else:
-            flagged = sorted({int(r[0]) for r in rows if r[2]})
+        got = _strict_pass(local, lambda keep: copy(_strict(paths, "$keep"), keep))
+        if got is not None:
+            rows, skipped = got
+            flagged = sorted({int(r[0]) for r in rows if r[2]} | set(skipped))
             if not flagged:
                 return rows
             strict = tmp.with_name(tmp.name.removesuffix(".tmp") + ".strict.tmp")  # collected

@@ -153,3 +153,49 @@ def test_a_cache_built_from_strict_and_fast_rows_answers_later_queries(tmp_path:
         expected, python = _python(tmp_path, where)
         assert count == expected
         assert dict(stats.bad) == dict(python.bad) == {"invalid": 1}
+
+
+@pytest.mark.parametrize("literal", ["{x}", "{}", '{"a": 1}', "{0}"])
+def test_a_where_literal_with_braces_is_counted(tmp_path: Path, literal: str) -> None:
+    write(tmp_path, [action(1, args={"order_id": literal, "amount": 5}), action(2)])
+    where = f"args.order_id = '{literal}'"
+    count, _ = _count(tmp_path, where)
+    expected, _ = _python(tmp_path, where)
+    assert count == expected == 1
+
+
+@pytest.mark.parametrize("where", ["e.x = 1", "order.x = 1", "select = 1", "lambda.x = 1"])
+def test_where_names_that_are_sql_keywords_or_the_lambda_name(tmp_path: Path, where: str) -> None:
+    extra = {"e": {"x": 1}, "order": {"x": 1}, "select": 1, "lambda": {"x": 1}}
+    write(tmp_path, [_json(1, **extra), _json(2)], name="actions-w1-000001.jsonl")
+    for _ in range(2):
+        count, stats = _count(tmp_path, where)
+        expected, _ = _python(tmp_path, where)
+        assert count == expected == 1 and stats.bad_total == 0
+
+
+def test_a_half_written_last_line_sends_only_its_file_to_the_fast_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a writer still appending (or one that crashed) leaves a partial last line: the strict
+    # read fails on it, names the file, and reads the others again without it
+    write(tmp_path, [action(n) for n in range(1, 4)], name="actions-w1-000001.jsonl")
+    [path] = write(tmp_path, [action(n) for n in range(4, 7)], name="actions-w2-000001.jsonl")
+    with path.open("a") as f:
+        f.write(_json(7)[:40])
+    write(tmp_path, [action(n) for n in range(8, 10)], name="actions-w3-000001.jsonl")
+    fast_reads: list[str] = []
+    real_fast = duck._fast
+
+    def spy(paths: list[str], source: str = "$files") -> str:
+        fast_reads.append(source)
+        return real_fast(paths, source)
+
+    monkeypatch.setattr(duck, "_fast", spy)
+    for where in (None, "args.amount > 12"):
+        fast_reads.clear()
+        count, stats = _count(tmp_path, where)
+        expected, python = _python(tmp_path, where)
+        assert count == expected == (8 if where is None else 6)
+        assert dict(stats.bad) == dict(python.bad) == {"not_json": 1}
+        assert fast_reads == ["$subset"]
