@@ -30,6 +30,7 @@ extension needed; the download is bounded by the window's partitions).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -321,23 +322,26 @@ def _invalid(j: Callable[[str], str]) -> str:
     )
 
 
-_READ_LINES = f"""read_csv($files, columns = {{'line': 'VARCHAR'}}, header = false,
+_READ_LINES = f"""read_csv({{source}}, columns = {{{{'line': 'VARCHAR'}}}}, header = false,
                       auto_detect = false, delim = '\x01', quote = '', escape = '',
                       strict_mode = false, filename = true, hive_partitioning = false,
                       max_line_size = {MAX_LINE})"""
 
 
 def _classified(
-    extra: list[str] | None = None, prefilter: bool = False, from_table: bool = False
+    extra: list[str] | None = None,
+    prefilter: bool = False,
+    from_table: bool = False,
+    source: str = "$files",
 ) -> str:
     """The exact scan: SQL of the relation ``c(file, line, v, ts, bad)`` over the files in
-    ``$files`` (``from_table``: over their lines as python read them into the temporary table
-    ``exact_lines``, see :func:`_exact`); ``v`` holds the fragments of FIELDS and then of
-    ``extra`` JSON paths."""
+    ``source`` (a list parameter; ``from_table``: over their lines as python read them into the
+    temporary table ``exact_lines``, see :func:`_exact`); ``v`` holds the fragments of FIELDS
+    and then of ``extra`` JSON paths."""
     source = (
         "(SELECT * FROM exact_lines WHERE list_contains($files, filename))"
         if from_table
-        else _READ_LINES
+        else _READ_LINES.format(source=source)
     )
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
     paths = (
@@ -549,13 +553,14 @@ def _strict(paths: list[str], source: str = "$files") -> str:
         )"""
 
 
-def _fast_from_text(paths: list[str]) -> str:
+def _fast_from_text(paths: list[str], source: str = "$files") -> str:
     """The fast scan's relation computed by the exact scan (lines parsed as text): for --where
-    paths whose names differ only in case."""
+    paths whose names differ only in case, and for the files where the fast scan flagged a
+    line (:func:`_decided`)."""
     cached = ", ".join(f"{text(c)} AS {c}" for c in CACHED_COLUMNS)
     extra = "".join(f", v[{len(FIELDS) + i + 1}] AS {_ident(p)}" for i, p in enumerate(paths))
     return f"""
-        {_classified(paths)}
+        {_classified(paths, source=source)}
         SELECT (list_position($files, file) - 1)::UINTEGER AS file, bad IS NOT NULL AS bad,
             ts::TIMESTAMP AS ts, {cached}{extra}
         FROM c"""
@@ -999,26 +1004,42 @@ def _strict_pass(
             skipped.append(named[0])
 
 
+def _flagged(rows: list[tuple[Any, ...]], also: list[int] | None = None) -> list[int]:
+    """Indexes of the files with a flagged line in ``(file, lines, flagged, ...)`` rows, and
+    ``also``."""
+    return sorted({int(r[0]) for r in rows if r[2]} | set(also or ()))
+
+
 def _strict_first(
     con: Any, paths: list[str], query: Callable[[str], str], params: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Rows of ``query(relation)``, a query grouped by ``file`` whose third column counts the
-    flagged lines, over the files in ``params["files"]``: from the strict scan, then, for the
-    files where it flagged a line or that it left out, from the fast scan, which decides each
-    line exactly (all files from the fast scan when the strict one fails or cannot read these
-    --where paths)."""
+    flagged lines, over the files in ``params["files"]``: from the strict scan; for the files
+    where it flagged a line or that it left out, from the fast scan (all files, when the strict
+    one fails or cannot read these --where paths); for the files where that flagged a line,
+    from the exact scan, whose verdict (and split into lines) is the one reported."""
+
+    import duckdb
+
+    def again(rows: list[Any], flagged: list[int], relation: str) -> list[tuple[Any, ...]]:
+        subset = {"subset": [params["files"][i] for i in flagged]}
+        more = con.execute(query(f"({relation})"), params | subset).fetchall()
+        return [r for r in rows if int(r[0]) not in flagged] + more
+
+    rows: list[tuple[Any, ...]] | None = None
     if _strict_ok(paths):
         sql = query(f"({_strict(paths, '$keep')})")
         got = _strict_pass(params["files"], lambda keep: con.execute(sql, params | keep).fetchall())
         if got is not None:
-            rows, skipped = got
-            flagged = sorted({int(r[0]) for r in rows if r[2]} | set(skipped))
-            if not flagged:
-                return rows
-            subset = {"subset": [params["files"][i] for i in flagged]}
-            again = con.execute(query(f"({_fast(paths, '$subset')})"), params | subset)
-            return [r for r in rows if int(r[0]) not in flagged] + again.fetchall()
-    return con.execute(query(f"({_fast(paths)})"), params).fetchall()
+            rows = got[0]
+            if flagged := _flagged(rows, got[1]):
+                rows = again(rows, flagged, _fast(paths, "$subset"))
+    if rows is None:
+        rows = con.execute(query(f"({_fast(paths)})"), params).fetchall()
+    if (flagged := _flagged(rows)) and not _collides(paths):
+        with contextlib.suppress(duckdb.Error):  # a line over MAX_LINE: keep the fast rows
+            rows = again(rows, flagged, _fast_from_text(paths, "$subset"))
+    return rows
 
 
 def _copy_scan(
@@ -1028,6 +1049,8 @@ def _copy_scan(
     strict scan's rows, with the fast scan's for the files where it flagged a line or that it
     left out, as in :func:`_strict_first`); returns ``(file, lines, flagged lines, matches of
     match)`` per file."""
+
+    import duckdb
 
     def copy(relation: str, more: dict[str, Any]) -> list[tuple[Any, ...]]:
         # rows in any order (they carry their file): the writers need not wait for each other
@@ -1050,26 +1073,40 @@ def _copy_scan(
             ).fetchall()
         )
 
+    def again(
+        rows: list[Any], flagged: list[int], relation: str, keep_on_error: bool = False
+    ) -> list[tuple[Any, ...]]:
+        # the rows so far, but those of the flagged files, which `relation` reads again
+        previous = tmp.with_name(tmp.name.removesuffix(".tmp") + ".strict.tmp")  # collected
+        tmp.replace(previous)
+        try:
+            return copy(
+                f"SELECT * FROM read_parquet('{_sql_path(previous)}') "
+                "WHERE NOT list_contains($flagged, file) "
+                f"UNION ALL BY NAME SELECT * FROM ({relation})",
+                {"flagged": flagged, "subset": [local[i] for i in flagged]},
+            )
+        except duckdb.Error:
+            if not keep_on_error:
+                raise
+            previous.replace(tmp)  # a line over MAX_LINE: the rows so far stay
+            return rows
+        finally:
+            previous.unlink(missing_ok=True)
+
     out = tmp
+    rows: list[tuple[Any, ...]] | None = None
     if _strict_ok(paths):
         got = _strict_pass(local, lambda keep: copy(_strict(paths, "$keep"), keep))
         if got is not None:
-            rows, skipped = got
-            flagged = sorted({int(r[0]) for r in rows if r[2]} | set(skipped))
-            if not flagged:
-                return rows
-            strict = tmp.with_name(tmp.name.removesuffix(".tmp") + ".strict.tmp")  # collected
-            tmp.replace(strict)
-            try:
-                return copy(
-                    f"SELECT * FROM read_parquet('{_sql_path(strict)}') "
-                    f"WHERE NOT list_contains($flagged, file) "
-                    f"UNION ALL BY NAME {_fast(paths, '$subset')}",
-                    {"flagged": flagged, "subset": [local[i] for i in flagged]},
-                )
-            finally:
-                strict.unlink(missing_ok=True)
-    return copy(_fast(paths), {})
+            rows = got[0]
+            if flagged := _flagged(rows, got[1]):
+                rows = again(rows, flagged, _fast(paths, "$subset"))
+    if rows is None:
+        rows = copy(_fast(paths), {})
+    if (flagged := _flagged(rows)) and not _collides(paths):
+        rows = again(rows, flagged, _fast_from_text(paths, "$subset"), keep_on_error=True)
+    return rows
 
 
 def _part(name: str) -> str:
@@ -1241,6 +1278,8 @@ def _holders(
 ) -> Callable[[int | None], set[str]]:
     """Scans once; returns ``pick(n)``: names of the files holding the first ``n`` matches (all
     matches for None)."""
+    import duckdb
+
     params: dict[str, Any] = {}
     with _Rows(
         con,
@@ -1259,6 +1298,30 @@ def _holders(
                 f"COALESCE({match}, false) AS hit FROM {rows.relation}",
                 rows.params | params,
             )
+            flagged = [
+                int(f)
+                for (f,) in con.execute("SELECT DISTINCT file FROM scan WHERE bad").fetchall()
+            ]
+            if flagged and not _collides(rows.paths):
+                # the exact scan decides those files' lines (see _strict_first)
+                try:
+                    con.execute(
+                        f"CREATE TEMP TABLE exact_scan AS SELECT '' AS batch, file, bad, ts, "
+                        f"COALESCE({match}, false) AS hit "
+                        f"FROM ({_fast_from_text(rows.paths, '$subset')})",
+                        rows.params
+                        | params
+                        | {"subset": [rows.params["files"][i] for i in flagged]},
+                    )
+                except duckdb.Error:  # a line over MAX_LINE: the fast rows stay
+                    pass
+                else:
+                    con.execute(
+                        "DELETE FROM scan WHERE list_contains($flagged, file)",
+                        {"flagged": flagged},
+                    )
+                    con.execute("INSERT INTO scan SELECT * FROM exact_scan")
+                    con.execute("DROP TABLE exact_scan")
             rows.tally(
                 con.execute(
                     "SELECT file, count(*), count(*) FILTER (WHERE bad), 0 FROM scan GROUP BY file"

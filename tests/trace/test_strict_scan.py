@@ -199,3 +199,21 @@ def test_a_half_written_last_line_sends_only_its_file_to_the_fast_scan(
         assert count == expected == (8 if where is None else 6)
         assert dict(stats.bad) == dict(python.bad) == {"not_json": 1}
         assert fast_reads == ["$subset"]
+
+
+def test_a_file_with_old_mac_line_ends_is_counted_and_listed_like_the_python_engine(
+    tmp_path: Path,
+) -> None:
+    # CR alone ends the lines: DuckDB's JSON reader sees one bad line, its line reader three
+    # good ones; the files the faster scans flag are decided by the exact scan
+    path = tmp_path / "dt=2026-11-24" / "actions-w1-000001.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes("\r".join(_json(n) for n in (1, 2, 3)).encode() + b"\r")
+    write(tmp_path, [action(4)], name="actions-w2-000001.jsonl")
+    for _ in range(2):
+        count, stats = _count(tmp_path)
+        expected, python = _python(tmp_path)
+        assert count == expected == 4
+        assert stats.lines == python.lines == 4 and stats.bad_total == python.bad_total == 0
+        listed = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=ScanStats()))
+        assert [r.action_id for r in listed] == [f"act-00000{n}" for n in (1, 2, 3, 4)]
