@@ -3,26 +3,33 @@
 The file list handed to DuckDB is already pruned to the day partitions the window touches
 (:mod:`agentctl.trace.source`), so a one-hour query opens one day's files, not thirty.
 
-Two readers, one classification:
+Three readers, one classification; each later one reads only the files where the one before
+flagged a line, and decides them:
 
-- the **fast scan** (counts, filters, the cache) uses DuckDB's own newline-delimited JSON reader
-  with an explicit column list: the base fields, and for each ``--where`` path only that path
-  (``args.amount`` is read as ``args STRUCT(amount JSON)``, so the rest of ``args`` is never
-  materialised). A line the reader cannot take (not JSON, not an object) comes back as a row of
-  NULLs; such rows, and every other bad line, are *flagged*;
-- the **exact scan** reads each line as text and parses it with ``TRY(json_extract(line,
-  [paths]))``: it names the reason of every bad line (``not_json``, ``not_object``,
-  ``unknown_version``, ``unknown_record_type``, ``invalid``) with its text, and returns lines. It
-  runs only where it is needed: on the files where the fast scan flagged a line (for the report),
-  on the few files holding the rows a listing shows (for their text), and for ``trace`` lookups
-  (lines pre-filtered on the quoted id before any JSON is parsed).
+- the **strict scan** (counts and cache builds, :func:`_strict`) runs DuckDB's JSON reader
+  without ``ignore_errors`` and with typed containers, so the shape of ``args``, ``effects`` and
+  ``status`` is checked while parsing; it passes only the common shape of a valid action. A
+  line it cannot take fails the query and DuckDB names its file, which is left out (up to
+  STRICT_RETRIES files; beyond, every file goes to the fast scan);
+- the **fast scan** (:func:`_fast`; listings without the cache) uses the same reader with
+  ``ignore_errors`` and an explicit column list: the base fields, and for each ``--where`` path
+  only that path (``args.amount`` is read as ``args STRUCT(amount JSON)``, so the rest of
+  ``args`` is never materialised). A line the reader cannot take (not JSON, not an object)
+  comes back as a row of NULLs; such rows, and every line failing the checks, are *flagged*;
+- the **exact scan** (:func:`_classified`) reads each line as text and parses it with
+  ``TRY(json_extract(line, [paths]))``: it names the reason of every bad line (``not_json``,
+  ``not_object``, ``unknown_version``, ``unknown_record_type``, ``invalid``) with its text and
+  location. The rows of the files the fast scan flagged come from it (its split into lines
+  and its verdict are the ones counted and reported); it also reads the few files holding the
+  rows a listing shows (for their text), and serves ``trace`` lookups (lines pre-filtered on
+  the quoted id before any JSON is parsed).
 
-A line the fast scan does not flag passes the exact scan's checks too (the same rules over the
-same parser's values), so counts and matches agree between the two; tests hold both to that.
-Rows that a listing shows are validated with the pydantic models, so what DuckDB selects and what
-Python accepts cannot drift apart unnoticed (a matched row failing validation is counted as
-``invalid``). With the partition cache (:mod:`agentctl.trace.cache`, on by default) the fast
-scan's columns are kept in Parquet, written by the same pass that answers the first query.
+A line a faster scan passes is one the next accepts (the same rules, or stricter ones, over the
+same parser's values); tests hold them to that, and to the python engine's counts. Rows that a
+listing shows are validated with the pydantic models, so what DuckDB selects and what Python
+accepts cannot drift apart unnoticed (a matched row failing validation is counted as
+``invalid``). With the partition cache (:mod:`agentctl.trace.cache`, on by default) the
+scans' columns are kept in Parquet, written by the same pass that answers the first query.
 
 S3 locations: the pruned objects are downloaded to a temporary directory first (no httpfs
 extension needed; the download is bounded by the window's partitions).
