@@ -53,7 +53,13 @@ from pydantic import ValidationError
 
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
-from agentctl.trace.records import SUPPORTED_VERSIONS, ActionRecord, ActionStatus
+from agentctl.trace.records import (
+    SUPPORTED_VERSIONS,
+    TS_ISO,
+    TS_NUMBER,
+    ActionRecord,
+    ActionStatus,
+)
 from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats, open_text, readable_lines
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
@@ -233,19 +239,32 @@ def _ident(path: str) -> str:
 
 
 def _ts_sql(expr: str) -> str:
-    """The timestamp of the string ``expr``, UTC without zone. ``...Z`` (what writers of this
-    schema write) casts without time zone rules; a number (or a string of one) is Unix time as
-    pydantic reads it (seconds, milliseconds beyond 2e10); any other form (an offset; ``z``; no
-    zone = UTC) through TIMESTAMPTZ. Both scans use it, so they accept the same timestamps."""
+    """The timestamp of the string ``expr``, UTC without zone, as the models read it: only the
+    forms :data:`agentctl.trace.records.TS_ISO` and ``TS_NUMBER`` (NULL for any other). A
+    number (or a string of one) is Unix time as pydantic reads it (seconds, milliseconds beyond
+    2e10); ``...Z`` (what writers of this schema write) casts without time zone rules; another
+    zone or none (UTC) through TIMESTAMPTZ. Every scan uses it, so they accept the same
+    timestamps as the models."""
     num = f"TRY_CAST({expr} AS DOUBLE)"
+    up = f"upper({expr})"  # `t` and `z` as DuckDB's casts want them
     return (
-        f"(CASE WHEN ends_with({expr}, ' Z') OR ends_with({expr}, ' z') THEN NULL "
-        f"WHEN ends_with({expr}, 'Z') THEN TRY_CAST({expr} AS TIMESTAMP) "
-        rf"WHEN regexp_full_match({expr}, '-?[0-9]+(\.[0-9]+)?') THEN "
+        f"(CASE WHEN regexp_full_match({expr}, '{TS_NUMBER}') THEN "
         f"TRY(to_timestamp(CASE WHEN abs({num}) > 2e10 THEN {num} / 1000 ELSE {num} END) "
         "AT TIME ZONE 'UTC') "
-        f"WHEN ends_with({expr}, 'z') THEN TRY_CAST(left({expr}, -1) || 'Z' AS TIMESTAMP) "
-        f"ELSE TRY_CAST(TRY_CAST({expr} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+        f"WHEN NOT regexp_full_match({expr}, '{TS_ISO}') THEN NULL "
+        f"WHEN ends_with({up}, 'Z') THEN TRY_CAST({up} AS TIMESTAMP) "
+        f"ELSE TRY_CAST(TRY_CAST({up} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+    )
+
+
+# the form the SDK writes (a subset of TS_ISO): the strict scan takes only this one
+_TS_SDK = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?Z"
+
+
+def _ts_sdk_sql(expr: str) -> str:
+    """The strict scan's timestamp: the SDK's form only, NULL (so flagged) for any other."""
+    return (
+        f"(CASE WHEN regexp_full_match({expr}, '{_TS_SDK}') THEN TRY_CAST({expr} AS TIMESTAMP) END)"
     )
 
 
@@ -496,10 +515,11 @@ def _strict(paths: list[str], source: str = "$files") -> str:
     A line it does not flag is one the models accept: a schema version supported, an action,
     non-empty strings for the required ids, strings or null for the optional ones, each
     effect's strings, a ``reversible`` true or false and ``details`` an object, a number (or
-    null) for ``duration_ms``, a timestamp. It flags more than :func:`_fast` does (any other
-    record type, a ``details`` absent or null, ``reversible: "yes"``, a numeric string for
-    ``duration_ms``): the caller reads the files holding a flagged line with :func:`_fast`,
-    which decides each line exactly. Tests hold it to that (``test_strict_scan.py``)."""
+    null) for ``duration_ms``, a timestamp in the SDK's form. It flags more than :func:`_fast`
+    does (any other timestamp form, any other record type, a ``details`` absent or null,
+    ``reversible: "yes"``, a numeric string for ``duration_ms``): the caller reads the files
+    holding a flagged line with :func:`_fast`, which decides each line exactly. Tests hold it
+    to that (``test_strict_scan.py``)."""
     typed = ("args", "effects", "status")
     columns, frags = _read_columns(
         paths, tuple(c for c in JSON_COLUMNS if c not in typed), structs=("args",)
@@ -554,7 +574,7 @@ def _strict(paths: list[str], source: str = "$files") -> str:
         SELECT ("$fi" - 1)::UINTEGER AS file,
             NOT COALESCE({ok}, false) AS bad, "$ts" AS ts, {cached}{extra}
         FROM (
-            SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
+            SELECT *, {_ts_sdk_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
             FROM read_json({source}, format = 'newline_delimited', columns = {_spec(columns)},
                            filename = '$file', hive_partitioning = false)
         )"""

@@ -27,6 +27,7 @@ The JSON Schema of a record ships as ``agentctl/trace/record.schema.json`` (rege
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -35,6 +36,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
+# The timestamps a record may carry, as text (every engine reads exactly these; the DuckDB
+# engine matches the same patterns in SQL): an ISO 8601 date, then optionally a time (T, t or a
+# space; hours 00-23; seconds and a fraction optional) and a zone (Z, z, +hh:mm, +hhmm; none is
+# UTC); or Unix time in seconds (milliseconds beyond 2e10) as digits. A JSON number is Unix time.
+TS_ISO = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?"
+)
+TS_NUMBER = r"-?[0-9]+(\.[0-9]+)?"
+_TS = re.compile(f"(?:{TS_ISO})|(?:{TS_NUMBER})")
 
 
 class ActionStatus(StrEnum):
@@ -85,6 +96,18 @@ class _Record(_Model):
     unit_of_work: str | None = Field(
         default=None, description="The ticket or conversation id this record belongs to."
     )
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _known_form(cls, value: Any) -> Any:
+        # pydantic's own parser takes more (`1.5e9`, `2026-11-24_01:00`, `,5` fractions) and
+        # DuckDB's casts other things: a record carries one of the forms both read alike
+        if isinstance(value, str) and not _TS.fullmatch(value):
+            raise ValueError(
+                "ts must be ISO 8601 (YYYY-MM-DDTHH:MM:SS[.f] with Z or +hh:mm, or no zone "
+                "for UTC) or Unix time"
+            )
+        return value
 
     @field_validator("ts")
     @classmethod

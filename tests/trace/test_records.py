@@ -42,3 +42,32 @@ def test_status_and_effects_are_validated() -> None:
         parse_record(data | {"status": "done"})
     with pytest.raises(ValidationError):
         parse_record(data | {"effects": [{"system": "payments"}]})
+
+
+@pytest.mark.parametrize(
+    ("ts", "read"),
+    [
+        ("2026-11-24T01:00:00Z", "2026-11-24T01:00:00+00:00"),
+        ("2026-11-24t01:00:00.5z", "2026-11-24T01:00:00.500000+00:00"),
+        ("2026-11-24 03:00:00+02:00", "2026-11-24T01:00:00+00:00"),
+        ("2026-11-24T01:00", "2026-11-24T01:00:00+00:00"),  # no zone: UTC
+        ("2026-11-24", "2026-11-24T00:00:00+00:00"),
+        ("1795914000", "2026-11-29T01:00:00+00:00"),  # Unix seconds as digits
+        (1795914000000, "2026-11-29T01:00:00+00:00"),  # a JSON number, milliseconds
+        ("2026-11-24T24:00:00Z", None),  # DuckDB would read the next day
+        (" 2026-11-24T01:00:00Z", None),  # DuckDB would trim
+        ("2026-11-24T01:00:00,5Z", None),  # pydantic alone would read these
+        ("1.795914e9", None),
+        ("2026-11-24_01:00:00Z", None),
+        ("yesterday", None),
+    ],
+)
+def test_a_timestamp_is_one_of_the_forms_every_engine_reads_alike(
+    ts: str | int, read: str | None
+) -> None:
+    data = to_json_dict(action(1)) | {"ts": ts}
+    if read is None:
+        with pytest.raises(ValidationError, match="ts must be ISO 8601"):
+            ActionRecord.model_validate(data)
+    else:
+        assert ActionRecord.model_validate(data).ts.isoformat() == read

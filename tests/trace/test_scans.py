@@ -213,6 +213,10 @@ odd_values = st.sampled_from(
         *(None, 1, 1.0, "1", "", "x", "action", [1], {"a": 1}, True, [], "12.5"),
         *("2026-11-24T01:00:00Z", "2026-11-24T01:00:00 Z", "2026-11-24T03:00:00+02:00"),
         *("2026-11-24 01:00", "2026-11-24", "2026-11-24T25:00:00Z", "yesterday"),
+        # forms DuckDB's casts and pydantic's parser read differently: one rule for both
+        *("2026-11-24T24:00:00Z", " 2026-11-24T01:00:00Z", "2026-11-24t01:00:00Z"),
+        *("2026-11-24T01:00:00,5Z", "1.795914e9", "+1795914000", "2026-11-24_01:00:00Z"),
+        *("2026-11-24T01:00:00+24:00", "2026-11-24T01:00:00+0200", "2026-11-24T1:00:00Z"),
         *("executed", "refused", "Executed"),
         # effects, valid or not as the models take them
         [_EFFECT | {"reversible": True}],
