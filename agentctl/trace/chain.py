@@ -9,7 +9,6 @@ action's day and the day before (a unit of work that started before midnight).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from agentctl.trace.records import (
     ModelCallRecord,
     RetrievalRecord,
 )
-from agentctl.trace.scan import ScanStats, validate
+from agentctl.trace.scan import ScanStats, loads_record, validate
 from agentctl.trace.source import open_location
 
 AnyRecord = ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord
@@ -159,7 +158,7 @@ def _parsed(line: str, where: str, stats: ScanStats) -> AnyRecord | None:
     """A line DuckDB picked out, as a record; one the models refuse is counted (as the python
     engine counts it), never an internal error that hides the rest of the chain."""
     try:
-        data = json.loads(line)
+        data = loads_record(line)
     except ValueError as exc:
         stats.add_bad(where, 0, "not_json", str(exc))
         return None

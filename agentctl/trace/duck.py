@@ -60,7 +60,14 @@ from agentctl.trace.records import (
     ActionRecord,
     ActionStatus,
 )
-from agentctl.trace.scan import MAX_EXAMPLES, BadLine, ScanStats, open_text, readable_lines
+from agentctl.trace.scan import (
+    MAX_EXAMPLES,
+    BadLine,
+    ScanStats,
+    loads_record,
+    open_text,
+    readable_lines,
+)
 from agentctl.trace.source import LocalLocation, Location, RecordFile
 
 MEMORY_LIMIT = "512MB"
@@ -1496,11 +1503,13 @@ def _listing(
 
 def _validate(path: str, name: str, line: str, stats: ScanStats) -> ActionRecord | None:
     try:
-        return ActionRecord.model_validate(json.loads(line))
-    except (ValidationError, ValueError) as exc:
-        detail = str(exc).splitlines()[0]
+        return ActionRecord.model_validate(loads_record(line))
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        # a line DuckDB's parser took and python's json does not is not JSON, as the python
+        # engine says (a trailing comma)
+        reason = "invalid" if isinstance(exc, ValidationError) else "not_json"
         number = _line_number(path, line) if os.path.exists(path) else 0
-        stats.add_bad(name, number, "invalid", detail)
+        stats.add_bad(name, number, reason, str(exc).splitlines()[0])
         return None
 
 

@@ -105,6 +105,21 @@ def readable_lines(name: str, lines: Iterable[str], stats: ScanStats) -> Iterato
         yield line
 
 
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):  # a key given twice: its first value, as DuckDB's readers take
+        out = {}
+        for key, value in pairs:
+            out.setdefault(key, value)
+    return out
+
+
+def loads_record(line: str) -> Any:
+    """One line of JSON as every engine reads it: a key given twice in an object keeps its
+    first value (Python's json would keep the last, DuckDB's readers keep the first)."""
+    return json.loads(line, object_pairs_hook=_first_wins)
+
+
 def decode_lines(
     name: str, lines: Iterable[str], stats: ScanStats
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -114,7 +129,7 @@ def decode_lines(
             continue
         stats.lines += 1
         try:
-            data = json.loads(line)
+            data = loads_record(line)
         except ValueError as exc:
             stats.add_bad(name, number, "not_json", str(exc))
             continue

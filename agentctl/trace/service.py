@@ -18,7 +18,7 @@ from agentctl.trace.chain import Chain, decision_chain, find_actions
 from agentctl.trace.extract import Extraction, ExtractStats
 from agentctl.trace.query import check_limit, check_window, duckdb_usable, iter_actions
 from agentctl.trace.records import ActionRecord
-from agentctl.trace.scan import ScanStats
+from agentctl.trace.scan import ScanStats, loads_record
 
 if TYPE_CHECKING:
     from agentctl.aws import Aws
@@ -231,7 +231,6 @@ class Traces:
         dry_run: bool,
         wait: Callable[[Callable[[], str]], str] | None,
     ) -> ActionsResult:
-        import json
 
         from pydantic import ValidationError
 
@@ -260,7 +259,7 @@ class Traces:
         for n, row in enumerate(rows, start=1):
             result.stats.lines += 1
             try:
-                record = ActionRecord.model_validate(json.loads(row[0] or ""))
+                record = ActionRecord.model_validate(loads_record(row[0] or ""))
             except (ValidationError, ValueError) as exc:
                 result.stats.add_bad("athena", n, "invalid", str(exc).splitlines()[0])
                 continue
