@@ -129,7 +129,7 @@ def test_flagged_files_are_decided_line_by_line_and_clean_ones_are_not_read_twic
         assert set(fast_reads) <= {"$subset"}
 
 
-def test_a_line_that_does_not_fit_the_types_sends_every_file_to_the_fast_scan(
+def test_lines_that_do_not_fit_the_types_are_decided_by_the_slower_scans(
     tmp_path: Path,
 ) -> None:
     write(tmp_path, [action(n) for n in range(1, 6)], name="actions-w1-000001.jsonl")
