@@ -156,10 +156,13 @@ class Rollback:
     # -- planning ----------------------------------------------------------------------------
     def plan(self, agent: str, options: RollbackOptions) -> RollbackPlan:
         # a plan (and --dry-run) only reads: with no incident store yet it creates none
+        in_memory = not self.ac.has_store()
         self._reads = self.ac.reading_store()
         try:
             return self._plan(agent, options)
         finally:
+            if in_memory:  # the empty store in memory: nothing to keep
+                self._reads.close_connection()
             self._reads = None
 
     def _store(self) -> Any:
