@@ -1044,58 +1044,76 @@ def _flagged(rows: list[tuple[Any, ...]], also: list[int] | None = None) -> list
     return sorted({int(r[0]) for r in rows if r[2]} | set(also or ()))
 
 
-def _strict_first(
-    con: Any, paths: list[str], query: Callable[[str], str], params: dict[str, Any]
-) -> list[tuple[Any, ...]]:
-    """Rows of ``query(relation)``, a query grouped by ``file`` whose third column counts the
-    flagged lines, over the files in ``params["files"]``: from the strict scan; for the files
-    where it flagged a line or that it left out, from the fast scan (all files, when the strict
-    one fails or cannot read these --where paths); for the files where that flagged a line,
-    from the exact scan, whose verdict (and split into lines) is the one reported."""
+Rows = list[tuple[Any, ...]]
 
+
+def _tiers(
+    paths: list[str],
+    files: list[str],
+    read: Callable[[str, dict[str, Any]], Rows],
+    again: Callable[[Rows, list[int], str], Rows],
+) -> Rows:
+    """``(file, lines, flagged, ...)`` rows of the files, each file decided by the first scan
+    that does not flag it: ``read(relation, params)`` reads a relation over ``files`` (plus
+    ``params``); ``again(rows, flagged, relation)`` reads the flagged files again with a
+    relation over ``$subset`` and returns ``rows`` with theirs replaced (restoring what it
+    changed before it raises).
+
+    The strict scan first; for the files where it flagged a line or that it left out, the fast
+    scan (all files, when the strict one fails or cannot read these --where paths); for the
+    files where that flagged a line, the exact scan, whose verdict (and split into lines) is the
+    one reported."""
     import duckdb
 
-    def again(rows: list[Any], flagged: list[int], relation: str) -> list[tuple[Any, ...]]:
-        subset = {"subset": [params["files"][i] for i in flagged]}
-        more = con.execute(query(f"({relation})"), params | subset).fetchall()
-        return [r for r in rows if int(r[0]) not in flagged] + more
-
-    rows: list[tuple[Any, ...]] | None = None
+    rows: Rows | None = None
     if _strict_ok(paths):
-        sql = query(f"({_strict(paths, '$keep')})")
-        got = _strict_pass(params["files"], lambda keep: con.execute(sql, params | keep).fetchall())
+        got = _strict_pass(files, lambda keep: read(_strict(paths, "$keep"), keep))
         if got is not None:
             rows = got[0]
             if flagged := _flagged(rows, got[1]):
                 rows = again(rows, flagged, _fast(paths, "$subset"))
     if rows is None:
-        rows = con.execute(query(f"({_fast(paths)})"), params).fetchall()
+        rows = read(_fast(paths), {})
     if (flagged := _flagged(rows)) and not _collides(paths):
-        with contextlib.suppress(duckdb.Error):  # a line over MAX_LINE: keep the fast rows
+        with contextlib.suppress(duckdb.Error):  # a line over MAX_LINE: the fast rows stay
             rows = again(rows, flagged, _fast_from_text(paths, "$subset"))
     return rows
 
 
+def _strict_first(
+    con: Any, paths: list[str], query: Callable[[str], str], params: dict[str, Any]
+) -> Rows:
+    """Rows of ``query(relation)``, a query grouped by ``file`` whose third column counts the
+    flagged lines, over the files in ``params["files"]``, each file from the scan that decides
+    it (:func:`_tiers`)."""
+
+    def read(relation: str, more: dict[str, Any]) -> Rows:
+        return list(con.execute(query(f"({relation})"), params | more).fetchall())
+
+    def again(rows: Rows, flagged: list[int], relation: str) -> Rows:
+        more = read(relation, {"subset": [params["files"][i] for i in flagged]})
+        return [r for r in rows if int(r[0]) not in flagged] + more
+
+    return _tiers(paths, params["files"], read, again)
+
+
 def _copy_scan(
     con: Any, paths: list[str], local: list[str], tmp: Path, match: str, params: dict[str, Any]
-) -> list[tuple[Any, ...]]:
-    """Write the fast-scan relation of the files ``local`` to the Parquet file ``tmp`` (the
-    strict scan's rows, with the fast scan's for the files where it flagged a line or that it
-    left out, as in :func:`_strict_first`); returns ``(file, lines, flagged lines, matches of
-    match)`` per file."""
+) -> Rows:
+    """Write the fast-scan relation of the files ``local`` to the Parquet file ``tmp``, each
+    file's rows from the scan that decides it (:func:`_tiers`); returns ``(file, lines, flagged
+    lines, matches of match)`` per file."""
 
-    import duckdb
-
-    def copy(relation: str, more: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def copy(relation: str, more: dict[str, Any]) -> Rows:
         # rows in any order (they carry their file): the writers need not wait for each other
         con.execute("SET preserve_insertion_order = false")
         try:
             con.execute(
-                f"COPY ({relation}) TO '{_sql_path(out)}' (FORMAT parquet, COMPRESSION snappy)",
+                f"COPY ({relation}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION snappy)",
                 {"files": local} | more,
             )
         except BaseException:
-            out.unlink(missing_ok=True)  # a part written before the failure
+            tmp.unlink(missing_ok=True)  # a part written before the failure
             raise
         finally:
             con.execute("RESET preserve_insertion_order")
@@ -1103,13 +1121,11 @@ def _copy_scan(
             con.execute(
                 "SELECT file, count(*), count(*) FILTER (WHERE bad), "
                 f"count(*) FILTER (WHERE {match}) FROM read_parquet($b) GROUP BY file",
-                params | {"b": str(out)},
+                params | {"b": str(tmp)},
             ).fetchall()
         )
 
-    def again(
-        rows: list[Any], flagged: list[int], relation: str, keep_on_error: bool = False
-    ) -> list[tuple[Any, ...]]:
+    def again(rows: Rows, flagged: list[int], relation: str) -> Rows:
         # the rows so far, but those of the flagged files, which `relation` reads again
         previous = tmp.with_name(tmp.name.removesuffix(".tmp") + ".strict.tmp")  # collected
         tmp.replace(previous)
@@ -1120,27 +1136,13 @@ def _copy_scan(
                 f"UNION ALL BY NAME SELECT * FROM ({relation})",
                 {"flagged": flagged, "subset": [local[i] for i in flagged]},
             )
-        except duckdb.Error:
-            if not keep_on_error:
-                raise
-            previous.replace(tmp)  # a line over MAX_LINE: the rows so far stay
-            return rows
+        except BaseException:
+            previous.replace(tmp)  # the rows so far stay
+            raise
         finally:
             previous.unlink(missing_ok=True)
 
-    out = tmp
-    rows: list[tuple[Any, ...]] | None = None
-    if _strict_ok(paths):
-        got = _strict_pass(local, lambda keep: copy(_strict(paths, "$keep"), keep))
-        if got is not None:
-            rows = got[0]
-            if flagged := _flagged(rows, got[1]):
-                rows = again(rows, flagged, _fast(paths, "$subset"))
-    if rows is None:
-        rows = copy(_fast(paths), {})
-    if (flagged := _flagged(rows)) and not _collides(paths):
-        rows = again(rows, flagged, _fast_from_text(paths, "$subset"), keep_on_error=True)
-    return rows
+    return _tiers(paths, local, copy, again)
 
 
 def _part(name: str) -> str:
@@ -1337,7 +1339,7 @@ def _holders(
                 for (f,) in con.execute("SELECT DISTINCT file FROM scan WHERE bad").fetchall()
             ]
             if flagged and not _collides(rows.paths):
-                # the exact scan decides those files' lines (see _strict_first)
+                # the exact scan decides those files' lines (see _tiers)
                 try:
                     con.execute(
                         f"CREATE TEMP TABLE exact_scan AS SELECT '' AS batch, file, bad, ts, "
