@@ -12,6 +12,7 @@ from agentctl.sdk.layout import partition_of
 from agentctl.trace.records import ActionRecord, Effect, to_json_dict
 
 T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+WINDOW = (T0, T0 + timedelta(hours=2))
 
 
 def action(n: int, **over: Any) -> ActionRecord:
@@ -58,3 +59,31 @@ def write(root: Path, records: list[Any], *, name: str = "actions-w1-000001.json
         path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
         paths.append(path)
     return paths
+
+
+def count(
+    root: Path | str,
+    where: str | None = None,
+    *,
+    tool: str | None = None,
+    window: tuple[datetime, datetime] = WINDOW,
+    stats: Any = None,
+) -> int:
+    """The DuckDB engine's `--count` of refund-agent's actions under ``root`` (bad lines in
+    ``stats`` when given)."""
+    from agentctl.trace.duck import count_actions
+    from agentctl.trace.query import ACTION_KINDS
+    from agentctl.trace.scan import ScanStats
+    from agentctl.trace.source import open_location
+
+    location = open_location(str(root))
+    files = location.files(*window, ACTION_KINDS)
+    return count_actions(
+        location,
+        files,
+        "refund-agent",
+        *window,
+        where,
+        tool,
+        stats=stats if stats is not None else ScanStats(),
+    )

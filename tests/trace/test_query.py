@@ -13,7 +13,7 @@ from agentctl.errors import BadInputError
 from agentctl.trace.query import iter_actions
 from agentctl.trace.records import ActionRecord, ActionStatus
 from agentctl.trace.scan import ScanStats
-from tests.trace.helpers import T0, action, write
+from tests.trace.helpers import T0, action, count, write
 
 ENGINES = ["python", "duckdb"]
 
@@ -134,13 +134,7 @@ def test_a_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(
 
 
 def _count(src: str, window: tuple[datetime, datetime], tool: str) -> int:
-    from agentctl.trace.duck import count_actions
-    from agentctl.trace.query import ACTION_KINDS
-    from agentctl.trace.source import open_location
-
-    location = open_location(src)
-    files = location.files(*window, ACTION_KINDS)
-    return count_actions(location, files, "refund-agent", *window, None, tool, stats=ScanStats())
+    return count(src, tool=tool, window=window)
 
 
 def test_an_unusable_cache_directory_falls_back_to_reading_jsonl(

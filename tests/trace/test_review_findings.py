@@ -12,13 +12,10 @@ from typing import Any
 import pytest
 
 from agentctl.errors import BadInputError
-from agentctl.trace.duck import count_actions
-from agentctl.trace.query import ACTION_KINDS, iter_actions
+from agentctl.trace.query import iter_actions
 from agentctl.trace.scan import ScanStats
-from agentctl.trace.source import open_location
-from tests.trace.helpers import T0, action
+from tests.trace.helpers import T0, WINDOW, action, count
 
-WINDOW = (T0, T0 + timedelta(hours=2))
 NAME = "dt=2026-11-24/actions-w1-000001.jsonl"
 
 
@@ -35,11 +32,7 @@ def _write(root: Path, lines: list[str], name: str = NAME) -> Path:
 
 
 def _count(root: Path, where: str | None = None, stats: ScanStats | None = None) -> int:
-    location = open_location(str(root))
-    files = location.files(*WINDOW, ACTION_KINDS)
-    return count_actions(
-        location, files, "refund-agent", *WINDOW, where, None, stats=stats or ScanStats()
-    )
+    return count(root, where, stats=stats)
 
 
 def _listing(root: Path, engine: str, **kw: Any) -> tuple[list[str], ScanStats]:
@@ -297,11 +290,9 @@ def test_a_damaged_gzip_file_is_read_as_far_as_python_reads_it(tmp_path: Path, h
     ]
     assert (py.bad["truncated_gzip"] == 1) is (how in ("cut short", "not gzip"))
     assert "act-000300" in want
-    location = open_location(str(tmp_path))
-    files = location.files(*window, ACTION_KINDS)
     for _ in range(2):
         stats = ScanStats()
-        n = count_actions(location, files, "refund-agent", *window, None, None, stats=stats)
+        n = count(tmp_path, window=window, stats=stats)
         assert n == len(want) and stats.to_dict() == py.to_dict()
         got = ScanStats()
         ids = [

@@ -15,13 +15,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentctl.trace import cache as cache_mod
-from agentctl.trace.duck import count_actions
-from agentctl.trace.query import ACTION_KINDS, iter_actions
+from agentctl.trace.query import iter_actions
 from agentctl.trace.scan import ScanStats
 from agentctl.trace.source import open_location
-from tests.trace.helpers import T0, action, write
-
-WINDOW = (T0, T0 + timedelta(hours=2))
+from tests.trace.helpers import T0, WINDOW, action, count, write
 
 
 def _json(n: int, **over: Any) -> str:
@@ -72,11 +69,7 @@ def _expected_bad() -> dict[str, int]:
 
 
 def _count(root: Path, where: str | None = None, stats: ScanStats | None = None) -> int:
-    location = open_location(str(root))
-    files = location.files(*WINDOW, ACTION_KINDS)
-    return count_actions(
-        location, files, "refund-agent", *WINDOW, where, None, stats=stats or ScanStats()
-    )
+    return count(root, where, stats=stats)
 
 
 @pytest.mark.parametrize("crlf_from", [len(AWKWARD), 10])  # \n only; \n then \r\n
@@ -291,20 +284,15 @@ def test_where_paths_named_like_the_columns_the_engine_adds(tmp_path: Path) -> N
 
 def test_a_count_over_days_cached_earlier_and_days_read_now(tmp_path: Path) -> None:
     write(tmp_path, [action(n * 60 * 12) for n in range(6)])  # two a day, three days
-    location = open_location(str(tmp_path))
 
-    def count(days: int, where: str | None = None) -> int:
-        window = (T0, T0 + timedelta(days=days))
-        files = location.files(*window, ACTION_KINDS)
-        return count_actions(
-            location, files, "refund-agent", *window, where, None, stats=ScanStats()
-        )
+    def over(days: int, where: str | None = None) -> int:
+        return count(tmp_path, where, window=(T0, T0 + timedelta(days=days)))
 
-    assert count(1) == 2  # day 1 cached (with the cache on)
-    assert count(3) == 6  # day 1 from the cache, days 2 and 3 read now
+    assert over(1) == 2  # day 1 cached (with the cache on)
+    assert over(3) == 6  # day 1 from the cache, days 2 and 3 read now
     # actions at minutes 0, 720, ..., 3600 (amount = 5 x minute); 2880 is the 2-day bound
-    assert count(3, "args.amount >= 3600") == 5
-    assert count(2, "args.amount >= 3600") == 3
+    assert over(3, "args.amount >= 3600") == 5
+    assert over(2, "args.amount >= 3600") == 3
 
 
 def test_a_version_1_cache_is_replaced_not_read(tmp_path: Path, trace_cache: str) -> None:

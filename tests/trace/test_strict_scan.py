@@ -16,12 +16,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agentctl.trace import duck
-from agentctl.trace.duck import count_actions
-from agentctl.trace.query import ACTION_KINDS, iter_actions
+from agentctl.trace.query import iter_actions
 from agentctl.trace.scan import ScanStats
-from agentctl.trace.source import open_location
-from tests.trace.helpers import action, write
-from tests.trace.test_scans import WINDOW, _json, _python_bad, lines
+from tests.trace.helpers import WINDOW, action, count, write
+from tests.trace.test_scans import _json, _python_bad, lines
 
 _EFFECT = {"system": "s", "resource_type": "t", "resource_id": "i", "operation": "o"}
 
@@ -83,10 +81,7 @@ def _sdk_lines() -> list[dict[str, Any]]:
 
 def _count(root: Path, where: str | None = None) -> tuple[int, ScanStats]:
     stats = ScanStats()
-    location = open_location(str(root))
-    files = location.files(*WINDOW, ACTION_KINDS)
-    n = count_actions(location, files, "refund-agent", *WINDOW, where, None, stats=stats)
-    return n, stats
+    return count(root, where, stats=stats), stats
 
 
 def _python(root: Path, where: str | None = None) -> tuple[int, ScanStats]:
@@ -97,9 +92,24 @@ def _python(root: Path, where: str | None = None) -> tuple[int, ScanStats]:
     return len(got), stats
 
 
+@pytest.fixture
+def fast_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files parameter of every fast-scan relation built: ``$files`` (all the files) or
+    ``$subset`` (those another scan flagged)."""
+    reads: list[str] = []
+    real_fast = duck._fast
+
+    def spy(paths: list[str], source: str = "$files") -> str:
+        reads.append(source)
+        return real_fast(paths, source)
+
+    monkeypatch.setattr(duck, "_fast", spy)
+    return reads
+
+
 @pytest.mark.parametrize("where", [None, "args.amount > 12"])
 def test_flagged_files_are_decided_line_by_line_and_clean_ones_are_not_read_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str | None
+    tmp_path: Path, fast_reads: list[str], where: str | None
 ) -> None:
     write(tmp_path, [action(n) for n in range(1, 6)], name="actions-w1-000001.jsonl")
     odd = [
@@ -110,14 +120,6 @@ def test_flagged_files_are_decided_line_by_line_and_clean_ones_are_not_read_twic
         _json(10, effects=[_EFFECT | {"reversible": True}]),  # no details: valid
     ]
     write(tmp_path, odd, name="actions-w2-000001.jsonl")
-    fast_reads: list[str] = []
-    real_fast = duck._fast
-
-    def spy(paths: list[str], source: str = "$files") -> str:
-        fast_reads.append(source)
-        return real_fast(paths, source)
-
-    monkeypatch.setattr(duck, "_fast", spy)
     for _ in range(2):  # with the cache: built, then read
         fast_reads.clear()
         count, stats = _count(tmp_path, where)
@@ -175,7 +177,7 @@ def test_where_names_that_are_sql_keywords_or_the_lambda_name(tmp_path: Path, wh
 
 
 def test_a_half_written_last_line_sends_only_its_file_to_the_fast_scan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fast_reads: list[str]
 ) -> None:
     # a writer still appending (or one that crashed) leaves a partial last line: the strict
     # read fails on it, names the file, and reads the others again without it
@@ -184,14 +186,6 @@ def test_a_half_written_last_line_sends_only_its_file_to_the_fast_scan(
     with path.open("a") as f:
         f.write(_json(7)[:40])
     write(tmp_path, [action(n) for n in range(8, 10)], name="actions-w3-000001.jsonl")
-    fast_reads: list[str] = []
-    real_fast = duck._fast
-
-    def spy(paths: list[str], source: str = "$files") -> str:
-        fast_reads.append(source)
-        return real_fast(paths, source)
-
-    monkeypatch.setattr(duck, "_fast", spy)
     for where in (None, "args.amount > 12"):
         fast_reads.clear()
         count, stats = _count(tmp_path, where)
