@@ -95,4 +95,19 @@ def main(argv: list[str] | None = None) -> None:
     # A user who does want plugins sets the variable themselves (e.g. to an empty string).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
-    app(args=args, prog_name="agentctl")
+    try:
+        app(args=args, prog_name="agentctl")
+    finally:
+        if argv is None:  # the process ends here (a caller passing argv may go on)
+            _before_exit()
+
+
+def _before_exit() -> None:
+    """At exit, the interpreter's last garbage collections walk every object the imports built
+    (pydantic's schemas, typer's commands, DuckDB's module): ~30 ms of every command. Freezing
+    them first leaves the collector nothing to walk. Nothing is skipped that matters: files,
+    connections and journals are closed by their ``with`` blocks before this point, and the
+    atexit handlers and stream flushes still run."""
+    import gc
+
+    gc.freeze()

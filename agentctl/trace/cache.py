@@ -2,8 +2,8 @@
 
 The first DuckDB query over a day partition parses its JSONL once (as it must, to classify
 every line) and keeps, in the same pass, a few columns per line in Parquet: the partition, the
-file, whether the line is a valid record, the timestamp, ``record_type``, ``agent``, ``tool``, and
-the value (JSON text) of every ``--where`` path asked so far. It does not keep the line itself:
+file, whether the line is a valid record, the timestamp, and the JSON text of ``record_type``,
+``agent``, ``tool`` and of every ``--where`` path asked so far. It does not keep the line itself:
 a listing re-reads the few source files that hold its results. The cache is derived data, never
 the record of truth:
 
@@ -40,7 +40,8 @@ from typing import IO, Any
 from agentctl.trace.scan import BadLine, ScanStats
 from agentctl.trace.source import RecordFile
 
-CACHE_VERSION = 3
+# 4: record_type, agent and tool hold JSON text (3: their decoded values)
+CACHE_VERSION = 4
 ENV = "AGENTCTL_TRACE_CACHE"
 LOCK = ".lock"  # under a location's cache directory: see PartitionCache.reading
 MAX_PATHS = 32  # --where paths kept per partition; beyond that a query reads the JSONL

@@ -109,7 +109,10 @@ JSON_COLUMNS = (
     *("release_id", "parent_span_id", "error", "args", "effects", "duration_ms"),
     *("model_requested", "source"),
 )
-CACHED_COLUMNS = ("record_type", "agent", "tool")  # with file, bad, ts; --where paths on demand
+# with file, bad, ts; --where paths on demand. They hold the field's JSON text (``"action"``),
+# not its value: decoding a million strings is a measurable part of a scan, and a plain value
+# compares as its JSON text (see _PLAIN and :meth:`Shape.eq`)
+CACHED_COLUMNS = ("record_type", "agent", "tool")
 STATUSES = tuple(s.value for s in ActionStatus)
 _BOOL_WORDS = ("0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes")
 EFFECT_FIELDS = (
@@ -189,10 +192,15 @@ class _FragmentDialect(where_lang.SqlDialect):
 
 
 class Shape:
-    """How a relation ``c`` exposes the record fields."""
+    """How a relation ``c`` exposes the record fields: each as its JSON text (``col``)."""
 
     def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
-        raise NotImplementedError
+        """The field ``name`` is the string ``value`` (bound as ``$param``)."""
+        if _PLAIN.match(value):
+            params[param] = json.dumps(value)
+            return f"{self.col(name)} = ${param}"
+        params[param] = value
+        return f"json_extract_string({self.col(name)}, '$') = ${param}"
 
     def col(self, name: str) -> str:
         raise NotImplementedError
@@ -208,13 +216,6 @@ class DirectShape(Shape):
     def __init__(self, extra: list[str]) -> None:
         self.extra = extra
 
-    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
-        if _PLAIN.match(value):
-            params[param] = json.dumps(value)
-            return f"{v(name)} = ${param}"
-        params[param] = value
-        return f"{text(name)} = ${param}"
-
     def col(self, name: str) -> str:
         return v(name)
 
@@ -224,12 +225,8 @@ class DirectShape(Shape):
 
 
 class ColumnShape(Shape):
-    """The fast scan and the cache: text columns, each --where path a JSON-text column named
-    after it (``"$.args.amount"``)."""
-
-    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
-        params[param] = value
-        return f"{name} = ${param}"
+    """The scans' relation and the cache: the CACHED_COLUMNS, and each --where path a column
+    named after it (:func:`_ident`), all JSON text."""
 
     def col(self, name: str) -> str:
         return name
@@ -466,8 +463,8 @@ def _sub(rest: tuple[str, ...]) -> str:
 
 def _fast(paths: list[str], source: str = "$files") -> str:
     """The fast scan: SQL selecting ``file`` (index in ``$files``, from 0), ``bad`` (the line
-    is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS (text) and one column per --where
-    path (JSON, named by :func:`_ident`), over the files in ``source`` (a list parameter: all
+    is flagged), ``ts`` (UTC, no zone), the CACHED_COLUMNS and one column per --where path
+    (named by :func:`_ident`), JSON text, over the files in ``source`` (a list parameter: all
     of ``$files`` or some)."""
     if _collides(paths):
         assert source == "$files", "a subset is read only after the strict scan, never here"
@@ -485,7 +482,7 @@ def _fast(paths: list[str], source: str = "$files") -> str:
             _invalid(lambda name: name),
         ]
     )
-    cached = ", ".join(f"json_extract_string({c}, '$') AS {c}" for c in CACHED_COLUMNS)
+    cached = ", ".join(f"{c}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
         SELECT ("$fi" - 1)::UINTEGER AS file,
@@ -575,7 +572,7 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             '"$ts" IS NOT NULL',
         ]
     )
-    cached = ", ".join(f"json_extract_string({c}, '$') AS {c}" for c in CACHED_COLUMNS)
+    cached = ", ".join(f"{c}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
         SELECT ("$fi" - 1)::UINTEGER AS file,
@@ -591,7 +588,7 @@ def _fast_from_text(paths: list[str], source: str = "$files") -> str:
     """The fast scan's relation computed by the exact scan (lines parsed as text): for --where
     paths whose names differ only in case, and for the files where the fast scan flagged a
     line (:func:`_decided`)."""
-    cached = ", ".join(f"{text(c)} AS {c}" for c in CACHED_COLUMNS)
+    cached = ", ".join(f"{v(c)}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
     extra = "".join(f", v[{len(FIELDS) + i + 1}] AS {_ident(p)}" for i, p in enumerate(paths))
     return f"""
         {_classified(paths, source=source)}

@@ -58,7 +58,8 @@ class ActionStatus(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # built when first used: a count on DuckDB validates no record in Python
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class Effect(_Model):
@@ -200,7 +201,7 @@ Record = Annotated[
     Field(discriminator="record_type"),
 ]
 RECORD_TYPES = ("input", "retrieval", "model_call", "action")
-_RECORD = TypeAdapter(Record)
+_RECORD: TypeAdapter[Record] = TypeAdapter(Record, config=ConfigDict(defer_build=True))
 
 
 def parse_record(data: object) -> ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord:

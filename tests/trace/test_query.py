@@ -172,3 +172,64 @@ def test_a_partition_with_only_blank_lines_is_cached_as_empty(tmp_path: Path) ->
         )
         assert [r.action_id for r in got] == ["act-001440"]
         assert stats.bad_total == 0 and stats.files == 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_agent_and_tool_names_match_however_they_are_written(tmp_path: Path, engine: str) -> None:
+    # The scans and the cache keep agent and tool as JSON text; a plain name is matched on its
+    # JSON text, any other on its decoded value. A writer may escape a plain name (\u002d is
+    # "-"), and names may hold quotes or non-ASCII letters: all must match like the value.
+    line = json.dumps(action(1).model_dump(mode="json"))
+    escaped = line.replace('"refund-agent"', '"refund\\u002dagent"').replace(
+        '"issue_refund"', '"issue\\u005frefund"'
+    )
+    assert escaped != line
+    odd = [
+        action(2, agent='réfund "agent"', tool="issue refund/é"),
+        action(3, agent='réfund "agent"', tool="issue_refund"),
+        action(4, tool="issue refund/é"),
+    ]
+    write(tmp_path, [escaped, *odd])
+    window = (T0, T0 + timedelta(hours=1))
+
+    def ids(agent: str, tool: str | None) -> list[str]:
+        got = iter_actions(str(tmp_path), agent, *window, tool=tool, engine=engine)
+        return [r.action_id for r in got]
+
+    for _ in range(2):  # the second time from the cache (when on)
+        assert ids("refund-agent", "issue_refund") == ["act-000001"]
+        assert ids("refund-agent", None) == ["act-000001", "act-000004"]
+        assert ids("refund-agent", "issue refund/é") == ["act-000004"]
+        assert ids('réfund "agent"', None) == ["act-000002", "act-000003"]
+        assert ids('réfund "agent"', "issue refund/é") == ["act-000002"]
+        assert ids("refund\\u002dagent", None) == []  # the name is the value, not its text
+        if engine == "duckdb":
+            assert count(tmp_path, tool="issue_refund", window=window) == 1
+
+
+def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
+    tmp_path: Path, trace_cache: str
+) -> None:
+    # version 3 kept record_type, agent and tool decoded; read as version 4's JSON text,
+    # nothing would match. A version-3 cache is made from a fresh one: same rows, decoded.
+    import duckdb
+
+    write(tmp_path / "audit", [action(1), action(2)])
+    src, window = str(tmp_path / "audit"), (T0, T0 + timedelta(hours=1))
+    assert _count(src, window, "issue_refund") == 2
+    manifests = list((tmp_path / "trace-cache").rglob("manifest.json"))
+    assert len(manifests) == (1 if trace_cache == "cache" else 0)
+    for manifest in manifests:
+        doc = json.loads(manifest.read_text())
+        assert doc["version"] == 4
+        batch = manifest.parent.parent / "batches" / doc["batch"]
+        old = batch.with_name("v3.parquet")
+        decoded = ", ".join(
+            f"json_extract_string({c}, '$') AS {c}" for c in ("record_type", "agent", "tool")
+        )
+        duckdb.sql(f"COPY (SELECT * REPLACE ({decoded}) FROM read_parquet('{batch}')) TO '{old}'")
+        old.replace(batch)
+        manifest.write_text(json.dumps(doc | {"version": 3}))
+    assert _count(src, window, "issue_refund") == 2
+    for manifest in manifests:
+        assert json.loads(manifest.read_text())["version"] == 4
