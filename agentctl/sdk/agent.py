@@ -50,7 +50,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -179,6 +179,13 @@ class _Pending:
 
 def _shadow_value(shadow_result: Any, call_args: dict[str, Any]) -> Any:
     return shadow_result(call_args) if callable(shadow_result) else shadow_result
+
+
+def _collect(found: Iterable[dict[str, Any]], into: list[dict[str, Any]]) -> None:
+    """The extractor's effects, one by one: when a generator fails part-way, the effects it
+    yielded before are kept (they describe what the tool did) with the failure."""
+    for effect in found:
+        into.append(effect)
 
 
 def _extractor_error(exc: BaseException) -> str:
@@ -422,7 +429,7 @@ class Agent:
                             found = effects(call_args, result)
                             if inspect.isawaitable(found):  # an `async def` extractor
                                 found = await found
-                            extracted = list(found)
+                            _collect(found, extracted)
                         except BaseException as exc:  # the tool ran: still recorded executed
                             pending.body["error"] = _extractor_error(exc)
                             if not isinstance(exc, Exception):  # cancelled while extracting
@@ -620,7 +627,7 @@ class Agent:
         extracted: list[dict[str, Any]] = []
         if effects_of is not None:
             try:  # an `async def` extractor was refused when the tool was decorated
-                extracted = list(effects_of(call_args, result))  # type: ignore[arg-type]
+                _collect(effects_of(call_args, result), extracted)  # type: ignore[arg-type]
             except Exception as exc:  # an extractor bug must not break the agent: recorded
                 p.body["error"] = _extractor_error(exc)
         self._record_executed(p, result, t0, extracted)

@@ -293,3 +293,45 @@ def test_a_sync_tool_refuses_an_async_extractor_when_decorated(rig: Rig) -> None
         @rig.agent.tool("issue_refund", effects=async_refund_effects)
         def issue_refund(order_id: str) -> dict[str, Any]:
             return {"refund_id": "never"}
+
+
+def _yields_one_then_fails(args: dict[str, Any], result: Any) -> Any:
+    yield make_effect("payments", "refund", result["refund_id"], "create", reversible=True)
+    raise KeyError("email_id")  # e.g. the second effect's id is missing from the result
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_generator_extractor_failing_part_way_keeps_the_effects_it_yielded(
+    rig: Rig, runbooks: Path, kind: str
+) -> None:
+    """The refund it yielded before failing happened: rollback must still see it."""
+    tool = rig.agent.tool("issue_refund", effects=_yields_one_then_fails)
+    if kind == "async":
+
+        @tool
+        async def async_refund(order_id: str, amount: float, *, idempotency_key: str) -> Any:
+            await asyncio.sleep(0)
+            return {"refund_id": rig.payments.refund(order_id, amount, idempotency_key)["id"]}
+
+        async def main() -> Any:
+            with rig.agent.unit_of_work("T-G"):
+                return await async_refund("o-G", 12.5)
+
+        assert asyncio.run(main()) == {"refund_id": "re_1"}
+    else:
+
+        @tool
+        def sync_refund(order_id: str, amount: float, *, idempotency_key: str) -> Any:
+            return {"refund_id": rig.payments.refund(order_id, amount, idempotency_key)["id"]}
+
+        with rig.agent.unit_of_work("T-G"):
+            assert sync_refund("o-G", 12.5) == {"refund_id": "re_1"}
+    [record] = actions(rig)
+    assert record.status == "executed"
+    assert [(e.system, e.resource_id, e.operation) for e in record.effects] == [
+        ("payments", "re_1", "create")
+    ]
+    assert record.error == "effects extractor failed: KeyError: 'email_id'"
+    plan = rollback_plan(runbooks, [record])
+    assert [c.action_id for c in plan.compensations] == [record.action_id]
+    assert plan.problems == []
