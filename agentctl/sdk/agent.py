@@ -423,6 +423,10 @@ class Agent:
                     except BaseException as exc:  # CancelledError too: recorded, re-raised
                         self._record_failed(pending, exc, t0)
                         raise
+                    if inspect.isawaitable(result):  # returned, not awaited, inside the tool
+                        return self._unawaited(
+                            pending, tool_name, result, t0, "await it inside the tool"
+                        )
                     extracted: list[dict[str, Any]] = []
                     if effects is not None:
                         try:
@@ -556,8 +560,30 @@ class Agent:
         )
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
-    def _record_started(self, p: _Pending, awaitable: Any, t0: float) -> None:
-        """A sync tool returned an awaitable that is not a coroutine (a Future, a Task, ...):
+    def _unawaited(self, p: _Pending, tool: str, result: Any, t0: float, hint: str) -> Any:
+        """The tool handed back an awaitable the guard did not await (a sync tool's, or the
+        value an ``async def`` tool returned). A coroutine object has not started, so nothing
+        ran: it is closed, the call recorded ``failed`` and refused. Any other awaitable (a
+        Future from run_in_executor, a Task) may already be running its work: never "failed,
+        nothing happened"; recorded executed with its outcome unknown, and handed back so the
+        caller's await sees the real outcome."""
+        if inspect.iscoroutine(result):
+            result.close()
+            problem = UsageError(f"tool {tool!r} returned a coroutine: {hint}")
+            self._record_failed(p, problem, t0)
+            raise problem
+        self._record_started(p, result, t0, hint)
+        _log.warning(
+            "agentctl: tool %r returned a %s the guard cannot await; recorded executed with its "
+            "outcome unknown (%s)",
+            tool,
+            type(result).__qualname__,
+            hint,
+        )
+        return result
+
+    def _record_started(self, p: _Pending, awaitable: Any, t0: float, hint: str) -> None:
+        """The tool handed back an awaitable that is not a coroutine (a Future, a Task, ...):
         its work may already be running, so the call is recorded ``executed`` (rollback treats
         it as done); what it will return and change is not known to the guard."""
         kind = f"{type(awaitable).__module__}.{type(awaitable).__qualname__}"
@@ -566,8 +592,8 @@ class Agent:
             result=f"<pending {kind}>",
             error=(
                 f"the tool returned an awaitable ({kind}) the guard does not await: its work may "
-                "have run; its outcome and any effects it has not declared are not recorded "
-                "(guard the `async def` function itself)"
+                f"have run; its outcome and any effects it has not declared are not recorded "
+                f"({hint})"
             ),
             effects=list(p.call.effects),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
@@ -603,27 +629,13 @@ class Agent:
             self._record_failed(p, exc, t0)
             raise
         if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                # a sync-looking wrapper around an `async def` function: a coroutine object
-                # has not started, so nothing ran. Close it, record, refuse.
-                result.close()
-                problem = UsageError(
-                    f"tool {tool!r} returned a coroutine: guard the `async def` function "
-                    "itself so the guard can await it"
-                )
-                self._record_failed(p, problem, t0)
-                raise problem
-            # any other awaitable (a Future from run_in_executor, a Task) may already be
-            # running its work: never "failed, nothing happened". Recorded executed with its
-            # outcome unknown, and handed back so the caller's await sees the real outcome.
-            self._record_started(p, result, t0)
-            _log.warning(
-                "agentctl: tool %r returned a %s the guard cannot await; recorded executed "
-                "with its outcome unknown (guard the async def function itself)",
+            return self._unawaited(
+                p,
                 tool,
-                type(result).__qualname__,
+                result,
+                t0,
+                "guard the `async def` function itself so the guard can await it",
             )
-            return result
         extracted: list[dict[str, Any]] = []
         if effects_of is not None:
             try:  # an `async def` extractor was refused when the tool was decorated

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,55 @@ def test_a_generator_extractor_failing_part_way_keeps_the_effects_it_yielded(
     plan = rollback_plan(runbooks, [record])
     assert [c.action_id for c in plan.compensations] == [record.action_id]
     assert plan.problems == []
+
+
+def test_an_async_tool_returning_an_unawaited_coroutine_is_refused_and_nothing_runs(
+    rig: Rig,
+) -> None:
+    """`return refund(...)` instead of `return await refund(...)`: the refund never started.
+    Recording it executed with a coroutine's repr as its result would be a lie."""
+
+    async def refund(order_id: str, key: str) -> dict[str, Any]:
+        return {"refund_id": rig.payments.refund(order_id, 1, key)["id"]}
+
+    @rig.agent.tool("issue_refund")
+    async def issue_refund(order_id: str, *, idempotency_key: str) -> Any:
+        return refund(order_id, idempotency_key)  # forgot `await`
+
+    async def main() -> None:
+        with (
+            rig.agent.unit_of_work("T-C"),
+            pytest.raises(UsageError, match="returned a coroutine: await it inside"),
+        ):
+            await issue_refund("o-C")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine was never awaited"
+        asyncio.run(main())
+        gc.collect()
+    assert rig.payments.refunds == []
+    [record] = actions(rig)
+    assert record.status == "failed" and "returned a coroutine" in (record.error or "")
+
+
+def test_an_async_tool_returning_a_started_future_is_recorded_executed(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    @rig.agent.tool("issue_refund")
+    async def issue_refund(order_id: str, *, idempotency_key: str) -> Any:
+        def blocking_refund() -> dict[str, Any]:
+            return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+
+        return asyncio.get_running_loop().run_in_executor(None, blocking_refund)  # not awaited
+
+    async def main() -> Any:
+        with rig.agent.unit_of_work("T-D"):
+            return await (await issue_refund("o-D"))
+
+    with caplog.at_level(logging.WARNING, logger="agentctl.sdk"):
+        assert asyncio.run(main()) == {"refund_id": "re_1"}
+    assert [r["order"] for r in rig.payments.refunds] == ["o-D"]
+    [record] = actions(rig)
+    assert record.status == "executed" and str(record.result).startswith("<pending ")
+    assert "may have run" in (record.error or "") and "await it inside the tool" in record.error
+    assert any("cannot await" in r.getMessage() for r in caplog.records)
