@@ -121,13 +121,22 @@ class Agentctl:
         self.aws = aws
         self.runbooks_dir = runbooks_dir
         self._store = store
+        self._opened: IncidentStore | None = None  # a store opened here, closed by close()
         self.engine = Engine(aws, clock, user=user)
 
     @property
     def store(self) -> IncidentStore:
         if self._store is None or isinstance(self._store, str):
             self._store = open_store(self._store, aws=self.aws)
+            self._opened = self._store
         return self._store
+
+    def close(self) -> None:
+        """Close the store this object opened (one passed in is the caller's to close). Closing
+        the SQLite connection checkpoints its write-ahead log into the database file."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close_connection()
 
     def find_open(self, agent: str) -> Incident | None:
         """The agent's open incident. Reading creates nothing: with no SQLite file yet there is

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ class Globals:
     runbooks_dir: str | None = None
     store: str | None = None
     output: Output = Output.TEXT
+    _made: list[Agentctl] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def json(self) -> bool:
@@ -46,7 +47,15 @@ class Globals:
     def agentctl(self) -> Agentctl:
         from agentctl.ops import Agentctl
 
-        return Agentctl(self.aws(), runbooks_dir=self.runbooks_dir, store=self.store)
+        made = Agentctl(self.aws(), runbooks_dir=self.runbooks_dir, store=self.store)
+        self._made.append(made)
+        return made
+
+    def close(self) -> None:
+        """Close the stores this invocation's commands opened (at the end of the command)."""
+        made, self._made[:] = list(self._made), []
+        for m in made:
+            m.close()
 
 
 _CURRENT: list[Globals] = []

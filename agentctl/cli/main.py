@@ -20,7 +20,7 @@ from agentctl.cli import (
     sandbox_cmds,
     trace_cmds,
 )
-from agentctl.cli.context import Globals, Output, hoist_global_options, set_current
+from agentctl.cli.context import Globals, Output, current, hoist_global_options, set_current
 
 app = typer.Typer(
     name="agentctl",
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="agentctl")
     finally:
+        current().close()  # the incident store: its write-ahead log into the database file
         if argv is None:  # the process ends here (a caller passing argv may go on)
             _before_exit()
 
@@ -105,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
 def _before_exit() -> None:
     """At exit, the interpreter's last garbage collections walk every object the imports built
     (pydantic's schemas, typer's commands, DuckDB's module): ~30 ms of every command. Freezing
-    them first leaves the collector nothing to walk. Nothing is skipped that matters: files,
-    connections and journals are closed by their ``with`` blocks before this point, and the
-    atexit handlers and stream flushes still run."""
+    them first leaves the collector nothing to walk, so nothing may rely on it: the incident
+    store was closed above, files and DuckDB connections are closed by their ``with`` blocks
+    and ``finally`` clauses, and the atexit handlers and stream flushes still run."""
     import gc
 
     gc.freeze()

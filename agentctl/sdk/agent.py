@@ -181,11 +181,48 @@ def _shadow_value(shadow_result: Any, call_args: dict[str, Any]) -> Any:
     return shadow_result(call_args) if callable(shadow_result) else shadow_result
 
 
-def _collect(found: Iterable[dict[str, Any]], into: list[dict[str, Any]]) -> None:
+def _collect(found: Iterable[Any], into: list[dict[str, Any]], body: dict[str, Any]) -> None:
     """The extractor's effects, one by one: when a generator fails part-way, the effects it
-    yielded before are kept (they describe what the tool did) with the failure."""
-    for effect in found:
-        into.append(effect)
+    yielded before are kept (they describe what the tool did) with the failure. An item that
+    is not an effect is left out and noted in the record's ``error``: written as it is, it
+    would make the whole record unreadable, and the executed call would vanish from
+    ``actions`` and from rollback."""
+    left_out: list[str] = []
+    try:
+        for item in found:
+            problem = _not_an_effect(item)
+            if problem is None:
+                into.append(dict(item))
+            else:
+                left_out.append(problem)
+    finally:  # the items before a failure are noted too
+        if left_out:
+            _note(
+                body,
+                f"effects extractor returned {len(left_out)} item(s) that are not effects, "
+                f"left out (build them with make_effect): {left_out[0]}",
+            )
+
+
+def _not_an_effect(item: Any) -> str | None:
+    """Why ``item`` is not an effect a record may carry (the types make_effect writes), or
+    None."""
+    if not isinstance(item, Mapping):
+        return f"{type(item).__name__} {item!r:.60}"
+    for name in ("system", "resource_type", "resource_id", "operation"):
+        if not isinstance(item.get(name), str):
+            return f"{name} is not a string in {dict(item)!r:.80}"
+    if not isinstance(item.get("reversible"), bool):
+        return f"reversible is not true or false in {dict(item)!r:.80}"
+    if not isinstance(item.get("idempotency_key"), str | None):
+        return f"idempotency_key is not a string in {dict(item)!r:.80}"
+    if not isinstance(item.get("details", {}), Mapping):
+        return f"details is not an object in {dict(item)!r:.80}"
+    return None
+
+
+def _note(body: dict[str, Any], text: str) -> None:
+    body["error"] = f"{body['error']}; {text}" if body.get("error") else text
 
 
 def _extractor_error(exc: BaseException) -> str:
@@ -433,9 +470,9 @@ class Agent:
                             found = effects(call_args, result)
                             if inspect.isawaitable(found):  # an `async def` extractor
                                 found = await found
-                            _collect(found, extracted)
+                            _collect(found, extracted, pending.body)
                         except BaseException as exc:  # the tool ran: still recorded executed
-                            pending.body["error"] = _extractor_error(exc)
+                            _note(pending.body, _extractor_error(exc))
                             if not isinstance(exc, Exception):  # cancelled while extracting
                                 self._record_executed(pending, result, t0, extracted)
                                 raise
@@ -639,9 +676,12 @@ class Agent:
         extracted: list[dict[str, Any]] = []
         if effects_of is not None:
             try:  # an `async def` extractor was refused when the tool was decorated
-                _collect(effects_of(call_args, result), extracted)  # type: ignore[arg-type]
-            except Exception as exc:  # an extractor bug must not break the agent: recorded
-                p.body["error"] = _extractor_error(exc)
+                _collect(effects_of(call_args, result), extracted, p.body)  # type: ignore[arg-type]
+            except BaseException as exc:  # an extractor bug must not break the agent: recorded
+                _note(p.body, _extractor_error(exc))
+                if not isinstance(exc, Exception):  # interrupted while extracting: the tool ran
+                    self._record_executed(p, result, t0, extracted)
+                    raise
         self._record_executed(p, result, t0, extracted)
         return result
 

@@ -121,7 +121,7 @@ EFFECT_FIELDS = (
 )
 # Values whose JSON text is just the value in double quotes, in any writer's output (and in
 # DuckDB's re-serialised fragments): those compare as fragments, without a second parse.
-_PLAIN = re.compile(r"^[A-Za-z0-9 _.:@/+=,;#-]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9 _.:@/+=,;#-]*")
 # the lambda parameter over effects: a name no --where path (identifiers) can shadow
 E = '"$e"'
 
@@ -196,7 +196,7 @@ class Shape:
 
     def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
         """The field ``name`` is the string ``value`` (bound as ``$param``)."""
-        if _PLAIN.match(value):
+        if _PLAIN.fullmatch(value):
             params[param] = json.dumps(value)
             return f"{self.col(name)} = ${param}"
         params[param] = value

@@ -53,3 +53,24 @@ def test_resume_with_no_store_says_there_is_no_incident(
     assert proc.returncode == 2
     assert "no incident was ever recorded here" in proc.stderr
     assert not store.exists()
+
+
+def test_after_a_change_the_store_is_one_self_contained_file(
+    cli: Run, cli_env: dict[str, str], sandbox_aws: Aws, tmp_path: Path
+) -> None:
+    # each command closes the store it opened: SQLite folds its write-ahead log into the
+    # database file, so copying that one file (a backup, a hand-off) copies the incident
+    store = tmp_path / "state" / "incidents.db"
+    cli_env["AGENTCTL_STORE"] = str(store)
+    for args in (("contain", "refund-agent", "--yes"), ("resume", "refund-agent", "--yes")):
+        proc = cli(*args, "-o", "json")
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert sorted(p.name for p in store.parent.iterdir()) == ["incidents.db"], args
+    copy = tmp_path / "copy" / "incidents.db"
+    copy.parent.mkdir()
+    copy.write_bytes(store.read_bytes())
+    cli_env["AGENTCTL_STORE"] = str(copy)
+    [incident] = as_json(cli("incidents", "list", "-o", "json"))["incidents"]
+    assert incident["agent"] == "refund-agent"
+    shown = as_json(cli("incidents", "show", incident["id"], "-o", "json"))
+    assert {e["event"] for e in shown["journal"]} >= {"intent", "applied", "verified"}

@@ -388,3 +388,64 @@ def test_an_async_tool_returning_a_started_future_is_recorded_executed(
     assert record.status == "executed" and str(record.result).startswith("<pending ")
     assert "may have run" in (record.error or "") and "await it inside the tool" in record.error
     assert any("cannot await" in r.getMessage() for r in caplog.records)
+
+
+def _junk_then_one(args: dict[str, Any], result: Any) -> Any:
+    yield "oops"
+    yield None
+    yield {"system": "payments", "resource_type": "refund", "resource_id": 7, "operation": "x"}
+    yield make_effect("payments", "refund", result["refund_id"], "create", reversible=True)
+
+
+def _junk_then_fails(args: dict[str, Any], result: Any) -> Any:
+    yield "oops"
+    raise KeyError("email_id")
+
+
+@pytest.mark.parametrize(
+    ("extractor", "error"),
+    [
+        (
+            _junk_then_one,
+            "effects extractor returned 3 item(s) that are not effects, left out (build them "
+            "with make_effect): str 'oops'",
+        ),
+        (
+            _junk_then_fails,
+            "effects extractor returned 1 item(s) that are not effects, left out (build them "
+            "with make_effect): str 'oops'; effects extractor failed: KeyError: 'email_id'",
+        ),
+    ],
+)
+def test_items_an_extractor_returns_that_are_not_effects_are_left_out_and_noted(
+    rig: Rig, extractor: Any, error: str
+) -> None:
+    """Written as they are, they would make the record unreadable: the refund would vanish
+    from `actions` and from rollback (`actions(rig)` reads it back with no bad line)."""
+
+    @rig.agent.tool("issue_refund", effects=extractor)
+    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+
+    with rig.agent.unit_of_work("T-J"):
+        assert issue_refund("o-J") == {"refund_id": "re_1"}
+    [record] = actions(rig)
+    assert record.status == "executed" and record.error == error
+    expected = [("re_1",)] if extractor is _junk_then_one else []
+    assert [(e.resource_id,) for e in record.effects] == expected
+
+
+def test_an_interrupt_in_a_sync_extractor_still_records_the_executed_call(rig: Rig) -> None:
+    def interrupted(args: dict[str, Any], result: Any) -> Any:
+        yield make_effect("payments", "refund", result["refund_id"], "create", reversible=True)
+        raise KeyboardInterrupt
+
+    @rig.agent.tool("issue_refund", effects=interrupted)
+    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+
+    with rig.agent.unit_of_work("T-K"), pytest.raises(KeyboardInterrupt):
+        issue_refund("o-K")
+    [record] = actions(rig)  # the refund happened: rollback must see it
+    assert record.status == "executed" and [e.resource_id for e in record.effects] == ["re_1"]
+    assert record.error == "effects extractor failed: KeyboardInterrupt: "

@@ -188,6 +188,7 @@ def test_agent_and_tool_names_match_however_they_are_written(tmp_path: Path, eng
         action(2, agent='réfund "agent"', tool="issue refund/é"),
         action(3, agent='réfund "agent"', tool="issue_refund"),
         action(4, tool="issue refund/é"),
+        action(5, tool="issue_refund\n"),  # not plain: a regex `$` would let it through
     ]
     write(tmp_path, [escaped, *odd])
     window = (T0, T0 + timedelta(hours=1))
@@ -198,7 +199,8 @@ def test_agent_and_tool_names_match_however_they_are_written(tmp_path: Path, eng
 
     for _ in range(2):  # the second time from the cache (when on)
         assert ids("refund-agent", "issue_refund") == ["act-000001"]
-        assert ids("refund-agent", None) == ["act-000001", "act-000004"]
+        assert ids("refund-agent", None) == ["act-000001", "act-000004", "act-000005"]
+        assert ids("refund-agent", "issue_refund\n") == ["act-000005"]
         assert ids("refund-agent", "issue refund/é") == ["act-000004"]
         assert ids('réfund "agent"', None) == ["act-000002", "act-000003"]
         assert ids('réfund "agent"', "issue refund/é") == ["act-000002"]
