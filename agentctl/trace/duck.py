@@ -132,6 +132,9 @@ def _q(name: str) -> str:
 
 
 def connect() -> Any:
+    from agentctl.trace.query import require_duckdb
+
+    require_duckdb()
     import duckdb
 
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
@@ -1165,10 +1168,10 @@ def count_actions(
     """How many actions match; bad lines counted in ``stats``."""
     if not files:
         return 0
+    node = where_lang.parse(where) if where else None
+    con = connect()  # before the import: says so when DuckDB cannot run here
     import duckdb
 
-    node = where_lang.parse(where) if where else None
-    con = connect()
     sanitize: frozenset[str] = frozenset()
     try:
         while True:
@@ -1232,10 +1235,10 @@ def iter_actions(
     ``limit`` is refused by :func:`agentctl.trace.query.iter_actions`, the only caller."""
     if not files:
         return
+    node = where_lang.parse(where) if where else None
+    con = connect()  # before the import: says so when DuckDB cannot run here
     import duckdb
 
-    node = where_lang.parse(where) if where else None
-    con = connect()
     sanitize: frozenset[str] = frozenset()
     try:
         while True:

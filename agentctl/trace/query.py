@@ -95,10 +95,36 @@ def iter_actions(
     yield from found[:limit] if limit is not None else found
 
 
-def duckdb_usable(source: str) -> bool:
-    import importlib.util
+# the oldest DuckDB whose readers the engine was checked against (older ones misread, e.g.,
+# old-Mac line ends and a half-written last line); pyproject.toml asks for the same
+DUCKDB_MIN = (2, 0, 1)
 
-    return importlib.util.find_spec("duckdb") is not None
+
+def duckdb_problem() -> str | None:
+    """Why the DuckDB engine cannot run here, or None when it can."""
+    try:
+        import duckdb
+    except ImportError:
+        return "DuckDB is not installed"
+    version = tuple(int(p) if p.isdigit() else 0 for p in duckdb.__version__.split(".")[:3])
+    if version < DUCKDB_MIN:
+        need = ".".join(map(str, DUCKDB_MIN))
+        return f"DuckDB {duckdb.__version__} is installed; the engine needs {need} or later"
+    return None
+
+
+def duckdb_usable(source: str) -> bool:
+    """``--engine auto`` reads with DuckDB when it can, else with python."""
+    return duckdb_problem() is None
+
+
+def require_duckdb() -> None:
+    """``--engine duckdb`` where it cannot run: bad input, said plainly."""
+    if (problem := duckdb_problem()) is not None:
+        raise BadInputError(
+            f"--engine duckdb: {problem}",
+            hint="pip install 'agentctl[trace]', or use --engine python (or auto)",
+        )
 
 
 def scan_file(location: Location, file: RecordFile, stats: ScanStats) -> Iterator[Any]:

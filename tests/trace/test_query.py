@@ -235,3 +235,30 @@ def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
     assert _count(src, window, "issue_refund") == 2
     for manifest in manifests:
         assert json.loads(manifest.read_text())["version"] == 4
+
+
+@pytest.mark.parametrize("installed", ["1.4.1", None])
+def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: str | None
+) -> None:
+    # older DuckDBs misread some input (old-Mac line ends, a half-written last line)
+    import sys
+
+    import duckdb
+
+    from agentctl.trace.service import Traces
+
+    if installed is None:
+        monkeypatch.setitem(sys.modules, "duckdb", None)  # `import duckdb` raises ImportError
+    else:
+        monkeypatch.setattr(duckdb, "__version__", installed)
+    write(tmp_path, [action(1), action(2)])
+    window = (T0, T0 + timedelta(hours=1))
+    result = Traces().actions("refund-agent", *window, source=str(tmp_path), count_only=True)
+    assert result.engine == "python" and result.count == 2
+    with pytest.raises(BadInputError) as err:
+        Traces().actions(
+            "refund-agent", *window, source=str(tmp_path), count_only=True, engine="duckdb"
+        )
+    reason = "is not installed" if installed is None else "1.4.1 is installed; the engine needs"
+    assert reason in str(err.value) and "--engine python" in (err.value.hint or "")
