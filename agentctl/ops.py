@@ -132,8 +132,10 @@ class Agentctl:
         return self._store
 
     def close(self) -> None:
-        """Close the store this object opened (one passed in is the caller's to close). Closing
-        the SQLite connection checkpoints its write-ahead log into the database file."""
+        """Close the store this object opened (one passed in is the caller's to close), once
+        the steps that timed out but still run have written their journal entries. Closing the
+        SQLite connection checkpoints its write-ahead log into the database file."""
+        self.engine.wait_for_stragglers()
         opened, self._opened = self._opened, None
         if opened is not None:
             opened.close_connection()

@@ -25,7 +25,9 @@ Source = Annotated[
 Engine = Annotated[
     str,
     typer.Option(
-        "--engine", help="auto (DuckDB when installed), duckdb, python, or athena (actions only)."
+        "--engine",
+        help="auto (DuckDB 2.0.1+ when installed, else python), duckdb, python, or athena "
+        "(actions only).",
     ),
 ]
 

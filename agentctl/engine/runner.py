@@ -62,6 +62,16 @@ class Engine:
         self.verify_timeout = verify_timeout
         self.verify_interval = verify_interval
         self.refresh_after = refresh_after
+        # pools left running a step that timed out: its late journal entries are still written
+        self._abandoned: list[ThreadPoolExecutor] = []
+
+    def wait_for_stragglers(self) -> None:
+        """Wait for the steps that timed out but are still running (their AWS calls end on
+        botocore's own timeouts): their journal entries say what really happened, and the store
+        must stay open until they are written."""
+        pools, self._abandoned = self._abandoned, []
+        for pool in pools:
+            pool.shutdown(wait=True)
 
     # -- building ----------------------------------------------------------------------------
     def context(self, spec: AgentSpec, started_at: datetime | None = None) -> StepContext:
@@ -233,6 +243,7 @@ class Engine:
         results: dict[str, StepResult] = {}
         running: dict[Future[StepResult], tuple[PlannedStep, float]] = {}
         aborted_by: str | None = None
+        stragglers: list[Future[StepResult]] = []  # timed out but not finished
         pool = ThreadPoolExecutor(max_workers=self._workers(plan.steps))
 
         def finish(result: StepResult) -> None:
@@ -281,6 +292,7 @@ class Engine:
                 for future, (planned, deadline) in list(running.items()):
                     if now >= deadline and not future.done():
                         del running[future]
+                        stragglers.append(future)
                         message = (
                             f"timed out after {_timeout(planned):g}s; the outcome is unknown "
                             "(the call may still complete), re-run to converge"
@@ -293,6 +305,8 @@ class Engine:
                             aborted_by = aborted_by or planned.name
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            if any(not f.done() for f in stragglers):  # timed out, still running
+                self._abandoned.append(pool)
         return results
 
     def _run_one(self, planned: PlannedStep, journal: _Journal) -> StepResult:

@@ -49,6 +49,7 @@ import functools
 import inspect
 import logging
 import os
+import reprlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -190,11 +191,11 @@ def _collect(found: Iterable[Any], into: list[dict[str, Any]], body: dict[str, A
     left_out: list[str] = []
     try:
         for item in found:
-            problem = _not_an_effect(item)
-            if problem is None:
-                into.append(dict(item))
+            effect = _as_effect(item)
+            if isinstance(effect, dict):
+                into.append(effect)
             else:
-                left_out.append(problem)
+                left_out.append(effect)
     finally:  # the items before a failure are noted too
         if left_out:
             _note(
@@ -204,21 +205,45 @@ def _collect(found: Iterable[Any], into: list[dict[str, Any]], body: dict[str, A
             )
 
 
-def _not_an_effect(item: Any) -> str | None:
-    """Why ``item`` is not an effect a record may carry (the types make_effect writes), or
-    None."""
+# what the record model reads as true or false (pydantic's words, any case; 0 and 1)
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _as_effect(item: Any) -> dict[str, Any] | str:
+    """``item`` as the effect a record carries (a plain dict; ``reversible`` true or false;
+    ``details`` a plain dict), or why it is not one: the checks of the record model, so a
+    record the SDK writes is one the readers accept."""
     if not isinstance(item, Mapping):
-        return f"{type(item).__name__} {item!r:.60}"
+        return f"{type(item).__name__} {reprlib.repr(item)}"
+    effect = dict(item)
     for name in ("system", "resource_type", "resource_id", "operation"):
-        if not isinstance(item.get(name), str):
-            return f"{name} is not a string in {dict(item)!r:.80}"
-    if not isinstance(item.get("reversible"), bool):
-        return f"reversible is not true or false in {dict(item)!r:.80}"
-    if not isinstance(item.get("idempotency_key"), str | None):
-        return f"idempotency_key is not a string in {dict(item)!r:.80}"
-    if not isinstance(item.get("details", {}), Mapping):
-        return f"details is not an object in {dict(item)!r:.80}"
-    return None
+        if not isinstance(effect.get(name), str):
+            return f"{name}={reprlib.repr(effect.get(name))} is not a string"
+    reversible = effect.get("reversible")
+    if isinstance(reversible, str) and reversible.lower() in _TRUE | _FALSE:
+        effect["reversible"] = reversible.lower() in _TRUE
+    elif isinstance(reversible, int | float) and reversible in (0, 1):  # True and False too
+        effect["reversible"] = bool(reversible)
+    else:
+        return f"reversible={reprlib.repr(reversible)} is not true or false"
+    if not isinstance(effect.get("idempotency_key"), str | None):
+        return f"idempotency_key={reprlib.repr(effect.get('idempotency_key'))} is not a string"
+    details = effect.get("details", {})
+    if not isinstance(details, Mapping):
+        return f"details={reprlib.repr(details)} is not an object"
+    effect["details"] = dict(details)
+    return effect
+
+
+def _unstarted(awaitable: Any) -> bool:
+    """A coroutine (``async def``, or a generator-based one) that has not begun: nothing of it
+    ran yet."""
+    if inspect.iscoroutine(awaitable):
+        return inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED
+    if inspect.isgenerator(awaitable):
+        return inspect.getgeneratorstate(awaitable) == inspect.GEN_CREATED
+    return False
 
 
 def _note(body: dict[str, Any], text: str) -> None:
@@ -599,12 +624,12 @@ class Agent:
 
     def _unawaited(self, p: _Pending, tool: str, result: Any, t0: float, hint: str) -> Any:
         """The tool handed back an awaitable the guard did not await (a sync tool's, or the
-        value an ``async def`` tool returned). A coroutine object has not started, so nothing
-        ran: it is closed, the call recorded ``failed`` and refused. Any other awaitable (a
-        Future from run_in_executor, a Task) may already be running its work: never "failed,
-        nothing happened"; recorded executed with its outcome unknown, and handed back so the
-        caller's await sees the real outcome."""
-        if inspect.iscoroutine(result):
+        value an ``async def`` tool returned). A coroutine that has not started ran nothing:
+        it is closed, the call recorded ``failed`` and refused. Any other awaitable (a Future
+        from run_in_executor, a Task, a coroutine already started) may be running its work:
+        never "failed, nothing happened"; recorded executed with its outcome unknown, and
+        handed back so the caller's await sees the real outcome."""
+        if _unstarted(result):
             result.close()
             problem = UsageError(f"tool {tool!r} returned a coroutine: {hint}")
             self._record_failed(p, problem, t0)

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +41,43 @@ class Sink(Protocol):
 def dumps(record: dict[str, Any]) -> str:
     """One JSON line. Values the tool returned that JSON cannot hold are written as strings."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def line(record: dict[str, Any]) -> bytes:
+    """One JSON line in UTF-8, newline included (see :func:`json_bytes`)."""
+    return json_bytes(record, separators=(",", ":")) + b"\n"
+
+
+def json_bytes(value: Any, **options: Any) -> bytes:
+    """``value`` as JSON in UTF-8. A value JSON cannot hold as it is (one that refers to
+    itself, a key that is not a string, a lone surrogate in a string, nesting too deep) is
+    written with those parts made safe: never dropped, and never failing the batch, which
+    would hold back every record after it."""
+    dump = lambda v: json.dumps(v, ensure_ascii=False, default=str, **options)  # noqa: E731
+    try:
+        return dump(value).encode("utf-8")
+    except (TypeError, ValueError, UnicodeError, RecursionError):
+        return dump(_json_safe(value, set(), 0)).encode("utf-8")
+
+
+def _json_safe(value: Any, seen: set[int], depth: int) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate -> "?"
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if id(value) in seen:
+            return "<circular>"
+        if depth >= 100:
+            return "<too deep>"
+        seen = seen | {id(value)}
+        if isinstance(value, Mapping):
+            return {
+                _json_safe(str(k), seen, depth): _json_safe(v, seen, depth + 1)
+                for k, v in value.items()
+            }
+        return [_json_safe(v, seen, depth + 1) for v in value]
+    return _json_safe(str(value), seen, depth)
 
 
 def new_writer_id() -> str:
@@ -94,7 +131,7 @@ class LocalJsonlSink:
         for (prefix, part), items in group(records).items():
             path = self._path(prefix, part)
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = "".join(dumps(r) + "\n" for r in items).encode("utf-8")
+            data = b"".join(line(r) for r in items)
             if self.compress:
                 data = gzip.compress(data, compresslevel=6)
             with open(path, "ab") as f:
@@ -122,7 +159,7 @@ class S3Sink:
             self._n += 1
             stamp = time.strftime("%H%M%S", time.gmtime())
             key = f"{self.prefix}{part}/{prefix}{self.writer_id}-{stamp}-{self._n:06d}.jsonl.gz"
-            body = gzip.compress("".join(dumps(r) + "\n" for r in items).encode("utf-8"))
+            body = gzip.compress(b"".join(line(r) for r in items))
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -189,9 +226,7 @@ class OtlpHttpSink:
 
         from agentctl.sdk.otlp import records_to_otlp
 
-        body = json.dumps(
-            records_to_otlp(records, service_name=self.service_name), default=str
-        ).encode("utf-8")
+        body = json_bytes(records_to_otlp(records, service_name=self.service_name))
         request = urllib.request.Request(
             self.endpoint, data=body, headers=self.headers, method="POST"
         )

@@ -53,6 +53,7 @@ from pydantic import ValidationError
 
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
+from agentctl.trace.query import require_duckdb
 from agentctl.trace.records import (
     SUPPORTED_VERSIONS,
     TS_ISO,
@@ -132,8 +133,6 @@ def _q(name: str) -> str:
 
 
 def connect() -> Any:
-    from agentctl.trace.query import require_duckdb
-
     require_duckdb()
     import duckdb
 
@@ -1166,6 +1165,7 @@ def count_actions(
     cache: PartitionCache | bool | None = True,
 ) -> int:
     """How many actions match; bad lines counted in ``stats``."""
+    require_duckdb()  # with no file in the window too: the answer must not depend on it
     if not files:
         return 0
     node = where_lang.parse(where) if where else None
@@ -1233,6 +1233,7 @@ def iter_actions(
     The fast scan (or the cache) finds the matching rows; only the files holding the first
     ``limit`` of them (by time) are then read as text for the records themselves; a negative
     ``limit`` is refused by :func:`agentctl.trace.query.iter_actions`, the only caller."""
+    require_duckdb()  # with no file in the window too: the answer must not depend on it
     if not files:
         return
     node = where_lang.parse(where) if where else None
@@ -1536,6 +1537,7 @@ def find_lines(
     counted. Lookups never use the cache (the substring filter over the JSONL is about as fast
     as a cached column); ``kinds`` is kept for the callers."""
     del kinds
+    require_duckdb()  # with no file in the window too: the answer must not depend on it
     if not files:
         return []
     con = connect()

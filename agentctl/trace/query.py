@@ -106,10 +106,13 @@ def duckdb_problem() -> str | None:
         import duckdb
     except ImportError:
         return "DuckDB is not installed"
-    version = tuple(int(p) if p.isdigit() else 0 for p in duckdb.__version__.split(".")[:3])
+    text = getattr(duckdb, "__version__", None)
+    if not isinstance(text, str):  # e.g. a directory an uninstall left behind
+        return "the duckdb module found has no version (a broken install?)"
+    version = tuple(int(p) if p.isdigit() else 0 for p in text.split(".")[:3])
     if version < DUCKDB_MIN:
         need = ".".join(map(str, DUCKDB_MIN))
-        return f"DuckDB {duckdb.__version__} is installed; the engine needs {need} or later"
+        return f"DuckDB {text} is installed; the engine needs {need} or later"
     return None
 
 

@@ -183,3 +183,42 @@ def test_status_says_partial_after_contain_of_some_tools(agentctl: Agentctl) -> 
     agentctl.execute(agentctl.plan_contain(AGENT))
     states = {lv.lever: lv.state.value for lv in agentctl.status(AGENT).levers}
     assert states["deny-tools"] == states["disable-registry"] == "contained"
+
+
+def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes(
+    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step is reported failed (outcome unknown) when its time is up, but its worker runs
+    on and really applies the change: the journal must say so, so the store may only close
+    once that worker is done."""
+    import threading
+
+    import agentctl.engine.runner as runner
+    from agentctl.levers.iam import DenyTools
+
+    release = threading.Event()
+    apply = DenyTools.apply
+
+    def slow_apply(self: DenyTools, before: object) -> None:
+        assert release.wait(timeout=30), "the test never released the step"
+        apply(self, before)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DenyTools, "apply", slow_apply)
+    monkeypatch.setattr(
+        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
+    )
+    path = tmp_path / "incidents.db"
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock, user="oncall")
+    ac.engine.verify_interval = 0.01
+    result = ac.execute(ac.plan_contain(AGENT))
+    deny = next(r for r in result.results if r.name == "deny-tools")
+    assert deny.outcome is Outcome.FAILED and deny.outcome_unknown
+    release.set()
+    ac.close()  # waits for the late worker, then closes (and checkpoints) the store
+
+    reopened = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock)
+    assert result.incident is not None
+    journal = reopened.store.journal(result.incident.id)
+    events = [e.event for e in journal if e.step == "deny-tools"]
+    assert events == [Event.INTENT, Event.FAILED, Event.APPLIED, Event.VERIFIED]
+    reopened.close()

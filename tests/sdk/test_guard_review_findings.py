@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import threading
 import warnings
@@ -449,3 +450,75 @@ def test_an_interrupt_in_a_sync_extractor_still_records_the_executed_call(rig: R
     [record] = actions(rig)  # the refund happened: rollback must see it
     assert record.status == "executed" and [e.resource_id for e in record.effects] == ["re_1"]
     assert record.error == "effects extractor failed: KeyboardInterrupt: "
+
+
+def test_effects_the_record_model_accepts_are_kept_in_the_form_it_reads(rig: Rig) -> None:
+    """A `details` mapping that is not a dict would be written as a string (unreadable
+    record); `reversible` 1, "true" or "Yes" is true to the model and stays an effect."""
+    from collections import UserDict
+    from types import MappingProxyType
+
+    def effects(args: dict[str, Any], result: Any) -> Any:
+        base = {"system": "payments", "resource_type": "refund", "operation": "create"}
+        yield base | {"resource_id": "re_a", "reversible": 1, "details": UserDict(amount=5)}
+        yield base | {"resource_id": "re_b", "reversible": "Yes", "details": MappingProxyType({})}
+        yield base | {"resource_id": "re_c", "reversible": "false"}
+        yield base | {"resource_id": "re_d", "reversible": 2}  # not true or false: left out
+
+    @rig.agent.tool("issue_refund", effects=effects)
+    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+
+    with rig.agent.unit_of_work("T-E"):
+        issue_refund("o-E")
+    [record] = actions(rig)  # readable: no bad line
+    assert [(e.resource_id, e.reversible, e.details) for e in record.effects] == [
+        ("re_a", True, {"amount": 5}),
+        ("re_b", True, {}),
+        ("re_c", False, {}),
+    ]
+    assert record.error == (
+        "effects extractor returned 1 item(s) that are not effects, left out (build them with "
+        "make_effect): reversible=2 is not true or false"
+    )
+
+
+def test_an_unstarted_generator_based_coroutine_is_refused_and_a_started_one_is_not(
+    rig: Rig,
+) -> None:
+    """Only a coroutine that has not begun ran nothing: one already started may have done
+    its work (recorded executed, outcome unknown, handed back)."""
+    import types
+
+    @types.coroutine
+    def old_style_refund(order_id: str, key: str) -> Any:
+        yield  # a generator-based coroutine: nothing runs until it is driven
+        return {"refund_id": rig.payments.refund(order_id, 1, key)["id"]}
+
+    @rig.agent.tool("issue_refund")
+    async def forgot_await(order_id: str, *, idempotency_key: str) -> Any:
+        return old_style_refund(order_id, idempotency_key)
+
+    async def started_coroutine(order_id: str, key: str) -> Any:
+        rig.payments.refund(order_id, 1, key)  # done before its first await
+        await asyncio.sleep(0)
+        return "rest"
+
+    @rig.agent.tool("issue_refund")
+    async def half_driven(order_id: str, *, idempotency_key: str) -> Any:
+        coro = started_coroutine(order_id, idempotency_key)
+        coro.send(None)  # runs up to its first await: the refund is made
+        return coro
+
+    async def main() -> None:
+        with rig.agent.unit_of_work("T-O"):
+            with pytest.raises(UsageError, match="returned a coroutine"):
+                await forgot_await("o-1")
+            handed_back = await half_driven("o-2")
+            assert inspect.getcoroutinestate(handed_back) == inspect.CORO_SUSPENDED
+            handed_back.close()
+
+    asyncio.run(main())
+    assert [r["order"] for r in rig.payments.refunds] == ["o-2"]
+    statuses = sorted((r.unit_of_work, r.status, r.args["order_id"]) for r in actions(rig))
+    assert statuses == [("T-O", "executed", "o-2"), ("T-O", "failed", "o-1")]

@@ -164,3 +164,42 @@ def test_otlp_http_sink_posts_genai_spans_and_a_collector_error_is_retried(
     attrs = {a["key"]: a["value"] for a in spans[1]["attributes"]}
     assert attrs["gen_ai.tool.name"] == {"stringValue": "lookup_order"}
     assert attrs["gen_ai.operation.name"] == {"stringValue": "execute_tool"}
+
+
+def test_a_record_json_cannot_hold_as_it_is_is_written_safe_and_holds_nothing_back(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A tool result that refers to itself, a key that is not a string, a lone surrogate:
+    json.dumps refuses them. Before, the batch failed and was retried forever, holding back
+    every record after it (the next refund's record too)."""
+    from datetime import timedelta
+
+    from agentctl.trace.query import iter_actions
+    from agentctl.trace.scan import ScanStats
+
+    writer = Writer(LocalJsonlSink(tmp_path, writer_id="w"), background=False)
+    agent = Agent("refund-agent", writer=writer, now=clock.now)
+    circular: dict[str, Any] = {"id": "re_1"}
+    circular["self"] = circular
+    hostile = [circular, {("a", "b"): 1}, {"note": "bad \ud800 text"}, {"n": 4}]
+
+    @agent.tool()
+    def issue_refund(n: int) -> Any:
+        return hostile[n]
+
+    with agent.unit_of_work("T-1"):
+        for n in range(4):
+            issue_refund(n)
+    assert agent.flush() and writer.stats.written == writer.stats.submitted == 5  # + the input
+
+    stats = ScanStats()
+    window = (clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=1))
+    results = [r.result for r in iter_actions(str(tmp_path), "refund-agent", *window, stats=stats)]
+    assert stats.bad_total == 0
+    expected = [
+        {"id": "re_1", "self": "<circular>"},
+        {"('a', 'b')": 1},
+        {"note": "bad ? text"},
+        {"n": 4},
+    ]
+    assert sorted(map(json.dumps, results)) == sorted(map(json.dumps, expected))

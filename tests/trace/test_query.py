@@ -237,7 +237,7 @@ def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
         assert json.loads(manifest.read_text())["version"] == 4
 
 
-@pytest.mark.parametrize("installed", ["1.4.1", None])
+@pytest.mark.parametrize("installed", ["1.4.1", None, "no version"])
 def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: str | None
 ) -> None:
@@ -250,15 +250,29 @@ def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
 
     if installed is None:
         monkeypatch.setitem(sys.modules, "duckdb", None)  # `import duckdb` raises ImportError
+    elif installed == "no version":  # a directory an uninstall left behind imports like this
+        monkeypatch.delattr(duckdb, "__version__")
     else:
         monkeypatch.setattr(duckdb, "__version__", installed)
     write(tmp_path, [action(1), action(2)])
-    window = (T0, T0 + timedelta(hours=1))
-    result = Traces().actions("refund-agent", *window, source=str(tmp_path), count_only=True)
-    assert result.engine == "python" and result.count == 2
-    with pytest.raises(BadInputError) as err:
-        Traces().actions(
-            "refund-agent", *window, source=str(tmp_path), count_only=True, engine="duckdb"
-        )
-    reason = "is not installed" if installed is None else "1.4.1 is installed; the engine needs"
-    assert reason in str(err.value) and "--engine python" in (err.value.hint or "")
+    reason = {
+        None: "DuckDB is not installed",
+        "no version": "the duckdb module found has no version",
+        "1.4.1": "DuckDB 1.4.1 is installed; the engine needs 2.0.1 or later",
+    }[installed]
+    # the second window holds no file: --engine duckdb must not depend on that
+    for window, found in (((T0, T0 + timedelta(hours=1)), 2), ((T0 - timedelta(days=9), T0), 0)):
+        result = Traces().actions("refund-agent", *window, source=str(tmp_path), count_only=True)
+        assert result.engine == "python" and result.count == found
+        for count_only in (True, False):
+            with pytest.raises(BadInputError) as err:
+                Traces().actions(
+                    "refund-agent",
+                    *window,
+                    source=str(tmp_path),
+                    count_only=count_only,
+                    engine="duckdb",
+                )
+            assert reason in str(err.value) and "--engine python" in (err.value.hint or "")
+        with pytest.raises(BadInputError, match=reason):
+            Traces().trace("act-000001", source=str(tmp_path), engine="duckdb")
