@@ -305,7 +305,9 @@ class Engine:
                             aborted_by = aborted_by or planned.name
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            if any(not f.done() for f in stragglers):  # timed out, still running
+            # steps still running (timed out, or left by an interrupt or an error here): their
+            # journal entries come later, see wait_for_stragglers
+            if any(not f.done() for f in [*running, *stragglers]):
                 self._abandoned.append(pool)
         return results
 

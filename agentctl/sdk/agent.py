@@ -182,7 +182,12 @@ def _shadow_value(shadow_result: Any, call_args: dict[str, Any]) -> Any:
     return shadow_result(call_args) if callable(shadow_result) else shadow_result
 
 
-def _collect(found: Iterable[Any], into: list[dict[str, Any]], body: dict[str, Any]) -> None:
+def _collect(
+    found: Iterable[Any],
+    into: list[dict[str, Any]],
+    body: dict[str, Any],
+    source: str = "effects extractor returned",
+) -> None:
     """The extractor's effects, one by one: when a generator fails part-way, the effects it
     yielded before are kept (they describe what the tool did) with the failure. An item that
     is not an effect is left out and noted in the record's ``error``: written as it is, it
@@ -200,8 +205,8 @@ def _collect(found: Iterable[Any], into: list[dict[str, Any]], body: dict[str, A
         if left_out:
             _note(
                 body,
-                f"effects extractor returned {len(left_out)} item(s) that are not effects, "
-                f"left out (build them with make_effect): {left_out[0]}",
+                f"{source} {len(left_out)} item(s) that are not effects, left out (build "
+                f"them with make_effect): {left_out[0]}",
             )
 
 
@@ -234,6 +239,14 @@ def _as_effect(item: Any) -> dict[str, Any] | str:
         return f"details={reprlib.repr(details)} is not an object"
     effect["details"] = dict(details)
     return effect
+
+
+def _declared(p: _Pending) -> list[dict[str, Any]]:
+    """The effects the tool declared with ``call.effect()``, checked like an extractor's (its
+    arguments are not type-checked when it is called: the tool's work is done by then)."""
+    checked: list[dict[str, Any]] = []
+    _collect(p.call.effects, checked, p.body, "call.effect() declared")
+    return checked
 
 
 def _unstarted(awaitable: Any) -> bool:
@@ -595,9 +608,9 @@ class Agent:
         p.body.update(
             status="failed",
             error=f"{type(exc).__name__}: {exc}",
-            effects=p.call.effects,
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
+        p.body["effects"] = _declared(p)
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
     def _record_not_run(self, p: _Pending, exc: BaseException, when: str) -> None:
@@ -617,9 +630,9 @@ class Agent:
         p.body.update(
             status="executed",
             result=result,
-            effects=[*p.call.effects, *extracted],
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
+        p.body["effects"] = [*_declared(p), *extracted]
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
     def _unawaited(self, p: _Pending, tool: str, result: Any, t0: float, hint: str) -> Any:
@@ -657,9 +670,9 @@ class Agent:
                 f"have run; its outcome and any effects it has not declared are not recorded "
                 f"({hint})"
             ),
-            effects=list(p.call.effects),
             duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
+        p.body["effects"] = _declared(p)
         self._submit(p.unit, p.span, p.unit.span_id, p.body, p.started)
 
     def _guarded_call(

@@ -56,15 +56,21 @@ def json_bytes(value: Any, **options: Any) -> bytes:
     dump = lambda v: json.dumps(v, ensure_ascii=False, default=str, **options)  # noqa: E731
     try:
         return dump(value).encode("utf-8")
-    except (TypeError, ValueError, UnicodeError, RecursionError):
+    except Exception:  # anything a value's own __str__ or JSON may raise
         return dump(_json_safe(value, set(), 0)).encode("utf-8")
 
 
 def _json_safe(value: Any, seen: set[int], depth: int) -> Any:
+    """``value`` made of JSON's own types only, which json.dumps cannot fail on."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate -> "?"
-    if value is None or isinstance(value, bool | int | float):
-        return value
+        return str.encode(value, "utf-8", "replace").decode("utf-8")  # lone surrogate -> "?"
+    if value is None or isinstance(value, bool | float):
+        return float(value) if isinstance(value, float) else value
+    if isinstance(value, int):
+        try:
+            return int(str(int(value)))  # past Python's 4300 digits a string cannot hold it
+        except ValueError:
+            return f"<int of {value.bit_length()} bits>"
     if isinstance(value, Mapping | list | tuple | set | frozenset):
         if id(value) in seen:
             return "<circular>"
@@ -73,11 +79,21 @@ def _json_safe(value: Any, seen: set[int], depth: int) -> Any:
         seen = seen | {id(value)}
         if isinstance(value, Mapping):
             return {
-                _json_safe(str(k), seen, depth): _json_safe(v, seen, depth + 1)
+                _json_safe(_text(k), seen, depth): _json_safe(v, seen, depth + 1)
                 for k, v in value.items()
             }
         return [_json_safe(v, seen, depth + 1) for v in value]
-    return _json_safe(str(value), seen, depth)
+    return _json_safe(_text(value), seen, depth)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return str.__str__(value)
+    try:
+        text = str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    return text if type(text) is str else f"<unprintable {type(value).__name__}>"
 
 
 def new_writer_id() -> str:
@@ -128,10 +144,11 @@ class LocalJsonlSink:
             seq += 1
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        for (prefix, part), items in group(records).items():
+        # every group serialised before any is written (a retried batch is not half-written)
+        groups = [(key, b"".join(line(r) for r in items)) for key, items in group(records).items()]
+        for (prefix, part), data in groups:
             path = self._path(prefix, part)
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = b"".join(line(r) for r in items)
             if self.compress:
                 data = gzip.compress(data, compresslevel=6)
             with open(path, "ab") as f:
@@ -226,7 +243,12 @@ class OtlpHttpSink:
 
         from agentctl.sdk.otlp import records_to_otlp
 
-        body = json_bytes(records_to_otlp(records, service_name=self.service_name))
+        try:
+            doc = records_to_otlp(records, service_name=self.service_name)
+        except Exception:  # a value JSON cannot hold as it is: see json_bytes
+            safe = [_json_safe(r, set(), 0) for r in records]
+            doc = records_to_otlp(safe, service_name=self.service_name)
+        body = json_bytes(doc)
         request = urllib.request.Request(
             self.endpoint, data=body, headers=self.headers, method="POST"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,15 +186,10 @@ def test_status_says_partial_after_contain_of_some_tools(agentctl: Agentctl) -> 
     assert states["deny-tools"] == states["disable-registry"] == "contained"
 
 
-def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes(
-    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The step is reported failed (outcome unknown) when its time is up, but its worker runs
-    on and really applies the change: the journal must say so, so the store may only close
-    once that worker is done."""
+def _slow_deny_tools(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """deny-tools' change waits until the returned event is set."""
     import threading
 
-    import agentctl.engine.runner as runner
     from agentctl.levers.iam import DenyTools
 
     release = threading.Event()
@@ -204,6 +200,26 @@ def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes
         apply(self, before)  # type: ignore[arg-type]
 
     monkeypatch.setattr(DenyTools, "apply", slow_apply)
+    return release
+
+
+def _deny_tools_journal(seeded: Any, runbooks: Path, path: Path, clock: FakeClock) -> list:
+    reopened = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock)
+    [incident] = reopened.store.list_incidents()
+    events = [e.event for e in reopened.store.journal(incident.id) if e.step == "deny-tools"]
+    reopened.close()
+    return events
+
+
+def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes(
+    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step is reported failed (outcome unknown) when its time is up, but its worker runs
+    on and really applies the change: the journal must say so, so the store may only close
+    once that worker is done."""
+    import agentctl.engine.runner as runner
+
+    release = _slow_deny_tools(monkeypatch)
     monkeypatch.setattr(
         runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
     )
@@ -215,10 +231,29 @@ def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes
     assert deny.outcome is Outcome.FAILED and deny.outcome_unknown
     release.set()
     ac.close()  # waits for the late worker, then closes (and checkpoints) the store
-
-    reopened = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock)
-    assert result.incident is not None
-    journal = reopened.store.journal(result.incident.id)
-    events = [e.event for e in journal if e.step == "deny-tools"]
+    events = _deny_tools_journal(seeded, runbooks, path, clock)
     assert events == [Event.INTENT, Event.FAILED, Event.APPLIED, Event.VERIFIED]
-    reopened.close()
+
+
+def test_a_run_left_by_an_error_still_journals_its_running_steps_before_the_store_closes(
+    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress display fails (a closed pipe) while deny-tools is still applying: the
+    error propagates, and the change deny-tools makes must still be journaled."""
+    release = _slow_deny_tools(monkeypatch)
+    path = tmp_path / "incidents.db"
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock, user="oncall")
+    ac.engine.verify_interval = 0.01
+
+    def progress(result: Any) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    with pytest.raises(BrokenPipeError):
+        ac.execute(ac.plan_contain(AGENT), on_result=progress)
+    release.set()
+    ac.close()
+    assert _deny_tools_journal(seeded, runbooks, path, clock) == [
+        Event.INTENT,
+        Event.APPLIED,
+        Event.VERIFIED,
+    ]

@@ -522,3 +522,27 @@ def test_an_unstarted_generator_based_coroutine_is_refused_and_a_started_one_is_
     assert [r["order"] for r in rig.payments.refunds] == ["o-2"]
     statuses = sorted((r.unit_of_work, r.status, r.args["order_id"]) for r in actions(rig))
     assert statuses == [("T-O", "executed", "o-2"), ("T-O", "failed", "o-1")]
+
+
+def test_an_effect_declared_with_bad_types_is_left_out_and_the_call_stays_readable(
+    rig: Rig,
+) -> None:
+    """call.effect() is not type-checked when the tool calls it (the refund is made by then):
+    a None system would make the record unreadable and the refund vanish from rollback."""
+
+    @rig.agent.tool("issue_refund")
+    def issue_refund(order_id: str, *, idempotency_key: str, call: ToolCall) -> Any:
+        refund = rig.payments.refund(order_id, 1, idempotency_key)
+        call.effect(None, "refund", refund["id"], "create", reversible=True)  # type: ignore[arg-type]
+        call.effect("payments", "refund", refund["id"], "create", reversible=True)
+        return {"refund_id": refund["id"]}
+
+    with rig.agent.unit_of_work("T-B"):
+        issue_refund("o-B")
+    [record] = actions(rig)  # readable: no bad line
+    assert record.status == "executed"
+    assert [(e.system, e.resource_id) for e in record.effects] == [("payments", "re_1")]
+    assert record.error == (
+        "call.effect() declared 1 item(s) that are not effects, left out (build them with "
+        "make_effect): system=None is not a string"
+    )

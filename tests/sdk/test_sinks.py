@@ -166,12 +166,57 @@ def test_otlp_http_sink_posts_genai_spans_and_a_collector_error_is_retried(
     assert attrs["gen_ai.operation.name"] == {"stringValue": "execute_tool"}
 
 
+class _Unprintable:
+    def __str__(self) -> str:
+        raise LookupError("row was deleted")  # as an ORM object's may
+
+
+class _NotText:
+    def __str__(self) -> Any:
+        return 42
+
+
+def _hostile_results() -> list[Any]:
+    circular: dict[str, Any] = {"id": "re_1"}
+    circular["self"] = circular
+    return [
+        circular,
+        {("a", "b"): 1},
+        {"note": "bad \ud800 text"},
+        {"big": 10**5000},  # past Python's 4300-digit limit for int -> str
+        {"obj": _Unprintable()},
+        {"obj": _NotText()},
+        {"n": 7},
+    ]
+
+
+HOSTILE_WRITTEN = [
+    {"id": "re_1", "self": "<circular>"},
+    {"('a', 'b')": 1},
+    {"note": "bad ? text"},
+    {"big": "<int of 16610 bits>"},
+    {"obj": "<unprintable _Unprintable>"},
+    {"obj": "<unprintable _NotText>"},
+    {"n": 7},
+]
+
+
+def _call_with(agent: Agent, results: list[Any]) -> None:
+    @agent.tool()
+    def issue_refund(n: int) -> Any:
+        return results[n]
+
+    with agent.unit_of_work("T-1"):
+        for n in range(len(results)):
+            issue_refund(n)
+
+
 def test_a_record_json_cannot_hold_as_it_is_is_written_safe_and_holds_nothing_back(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    """A tool result that refers to itself, a key that is not a string, a lone surrogate:
-    json.dumps refuses them. Before, the batch failed and was retried forever, holding back
-    every record after it (the next refund's record too)."""
+    """A tool result that refers to itself, a key that is not a string, a lone surrogate, an
+    int too long to print, an object whose str() fails: json.dumps refuses them. Before, the
+    batch failed and was retried forever, holding back every record after it."""
     from datetime import timedelta
 
     from agentctl.trace.query import iter_actions
@@ -179,27 +224,47 @@ def test_a_record_json_cannot_hold_as_it_is_is_written_safe_and_holds_nothing_ba
 
     writer = Writer(LocalJsonlSink(tmp_path, writer_id="w"), background=False)
     agent = Agent("refund-agent", writer=writer, now=clock.now)
-    circular: dict[str, Any] = {"id": "re_1"}
-    circular["self"] = circular
-    hostile = [circular, {("a", "b"): 1}, {"note": "bad \ud800 text"}, {"n": 4}]
-
-    @agent.tool()
-    def issue_refund(n: int) -> Any:
-        return hostile[n]
-
-    with agent.unit_of_work("T-1"):
-        for n in range(4):
-            issue_refund(n)
-    assert agent.flush() and writer.stats.written == writer.stats.submitted == 5  # + the input
+    results = _hostile_results()
+    _call_with(agent, results)
+    assert agent.flush() and writer.stats.written == writer.stats.submitted == len(results) + 1
 
     stats = ScanStats()
     window = (clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=1))
-    results = [r.result for r in iter_actions(str(tmp_path), "refund-agent", *window, stats=stats)]
+    found = [r.result for r in iter_actions(str(tmp_path), "refund-agent", *window, stats=stats)]
     assert stats.bad_total == 0
-    expected = [
-        {"id": "re_1", "self": "<circular>"},
-        {"('a', 'b')": 1},
-        {"note": "bad ? text"},
-        {"n": 4},
-    ]
-    assert sorted(map(json.dumps, results)) == sorted(map(json.dumps, expected))
+    assert sorted(map(json.dumps, found)) == sorted(map(json.dumps, HOSTILE_WRITTEN))
+    lines = [p.read_text().splitlines() for p in tmp_path.rglob("*.jsonl")]
+    assert sum(map(len, lines)) == len(results) + 1  # each record once: no half-written retry
+
+
+def test_the_otlp_sink_sends_records_json_cannot_hold_as_they_are(clock: FakeClock) -> None:
+    import http.server
+    import threading
+
+    from agentctl.sdk import OtlpHttpSink
+
+    received: list[dict[str, Any]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1/traces"
+        writer = Writer(OtlpHttpSink(url), background=False)
+        agent = Agent("refund-agent", writer=writer, now=clock.now)
+        _call_with(agent, _hostile_results())
+        assert agent.flush() and writer.stats.sink_errors == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    [doc] = received
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert len([s for s in spans if s["name"] == "execute_tool issue_refund"]) == 7
