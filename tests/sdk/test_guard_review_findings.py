@@ -210,6 +210,14 @@ def refund_effects(args: dict[str, Any], result: Any) -> list[dict[str, Any]]:
     return [make_effect("payments", "refund", result["refund_id"], "create", reversible=True)]
 
 
+def plain_sync_refund(rig: Rig, **tool_options: Any) -> Any:
+    @rig.agent.tool("issue_refund", **tool_options)
+    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+
+    return issue_refund
+
+
 def plain_async_refund(rig: Rig, **tool_options: Any) -> Any:
     @rig.agent.tool("issue_refund", **tool_options)
     async def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
@@ -279,9 +287,7 @@ def test_a_call_cancelled_in_its_async_extractor_is_still_recorded_executed(rig:
 
 
 def test_a_sync_tool_records_the_effects_of_its_extractor(rig: Rig) -> None:
-    @rig.agent.tool("issue_refund", effects=refund_effects)
-    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+    issue_refund = plain_sync_refund(rig, effects=refund_effects)
 
     with rig.agent.unit_of_work("T-S"):
         assert issue_refund("o-S") == {"refund_id": "re_1"}
@@ -424,9 +430,7 @@ def test_items_an_extractor_returns_that_are_not_effects_are_left_out_and_noted(
     """Written as they are, they would make the record unreadable: the refund would vanish
     from `actions` and from rollback (`actions(rig)` reads it back with no bad line)."""
 
-    @rig.agent.tool("issue_refund", effects=extractor)
-    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+    issue_refund = plain_sync_refund(rig, effects=extractor)
 
     with rig.agent.unit_of_work("T-J"):
         assert issue_refund("o-J") == {"refund_id": "re_1"}
@@ -441,9 +445,7 @@ def test_an_interrupt_in_a_sync_extractor_still_records_the_executed_call(rig: R
         yield make_effect("payments", "refund", result["refund_id"], "create", reversible=True)
         raise KeyboardInterrupt
 
-    @rig.agent.tool("issue_refund", effects=interrupted)
-    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+    issue_refund = plain_sync_refund(rig, effects=interrupted)
 
     with rig.agent.unit_of_work("T-K"), pytest.raises(KeyboardInterrupt):
         issue_refund("o-K")
@@ -465,9 +467,7 @@ def test_effects_the_record_model_accepts_are_kept_in_the_form_it_reads(rig: Rig
         yield base | {"resource_id": "re_c", "reversible": "false"}
         yield base | {"resource_id": "re_d", "reversible": 2}  # not true or false: left out
 
-    @rig.agent.tool("issue_refund", effects=effects)
-    def issue_refund(order_id: str, *, idempotency_key: str) -> dict[str, Any]:
-        return {"refund_id": rig.payments.refund(order_id, 1, idempotency_key)["id"]}
+    issue_refund = plain_sync_refund(rig, effects=effects)
 
     with rig.agent.unit_of_work("T-E"):
         issue_refund("o-E")
