@@ -38,19 +38,15 @@ class Sink(Protocol):
     def write(self, records: list[dict[str, Any]]) -> None: ...
 
 
-def dumps(record: dict[str, Any]) -> str:
-    """One JSON line. Values the tool returned that JSON cannot hold are written as strings."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def line(record: dict[str, Any]) -> bytes:
     """One JSON line in UTF-8, newline included (see :func:`json_bytes`)."""
     return json_bytes(record, separators=(",", ":")) + b"\n"
 
 
 def json_bytes(value: Any, **options: Any) -> bytes:
-    """``value`` as JSON in UTF-8. A value JSON cannot hold as it is (one that refers to
-    itself, a key that is not a string, a lone surrogate in a string, nesting too deep) is
+    """``value`` as JSON in UTF-8; a value JSON cannot hold is written as its string. A value
+    JSON cannot hold even so (one that refers to itself, a key that is not a string, a lone
+    surrogate in a string, nesting too deep, a ``str()`` that fails) is
     written with those parts made safe: never dropped, and never failing the batch, which
     would hold back every record after it."""
     dump = lambda v: json.dumps(v, ensure_ascii=False, default=str, **options)  # noqa: E731
@@ -64,8 +60,10 @@ def _json_safe(value: Any, seen: set[int], depth: int) -> Any:
     """``value`` made of JSON's own types only, which json.dumps cannot fail on."""
     if isinstance(value, str):
         return str.encode(value, "utf-8", "replace").decode("utf-8")  # lone surrogate -> "?"
-    if value is None or isinstance(value, bool | float):
-        return float(value) if isinstance(value, float) else value
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, int):
         try:
             return int(str(int(value)))  # past Python's 4300 digits a string cannot hold it

@@ -133,7 +133,7 @@ def _q(name: str) -> str:
 
 
 def connect() -> Any:
-    require_duckdb()
+    """A DuckDB connection (the entry points check first that DuckDB can run: require_duckdb)."""
     import duckdb
 
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
@@ -1169,7 +1169,7 @@ def count_actions(
     if not files:
         return 0
     node = where_lang.parse(where) if where else None
-    con = connect()  # before the import: says so when DuckDB cannot run here
+    con = connect()
     import duckdb
 
     sanitize: frozenset[str] = frozenset()
@@ -1237,7 +1237,7 @@ def iter_actions(
     if not files:
         return
     node = where_lang.parse(where) if where else None
-    con = connect()  # before the import: says so when DuckDB cannot run here
+    con = connect()
     import duckdb
 
     sanitize: frozenset[str] = frozenset()
