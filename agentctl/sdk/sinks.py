@@ -44,11 +44,10 @@ def line(record: dict[str, Any]) -> bytes:
 
 
 def json_bytes(value: Any, **options: Any) -> bytes:
-    """``value`` as JSON in UTF-8; a value JSON cannot hold is written as its string. A value
-    JSON cannot hold even so (one that refers to itself, a key that is not a string, a lone
-    surrogate in a string, nesting too deep, a ``str()`` that fails) is
-    written with those parts made safe: never dropped, and never failing the batch, which
-    would hold back every record after it."""
+    """``value`` as JSON in UTF-8; a value JSON cannot hold is written as its string. One
+    that fails even so (it refers to itself, a key is not a string, a lone surrogate, nesting
+    too deep, a ``str()`` that fails) is written with those parts made safe: never dropped,
+    and never failing the batch, which would hold back every record after it."""
     dump = lambda v: json.dumps(v, ensure_ascii=False, default=str, **options)  # noqa: E731
     try:
         return dump(value).encode("utf-8")
