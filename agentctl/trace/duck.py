@@ -249,28 +249,44 @@ def _ts_sql(expr: str) -> str:
     forms :data:`agentctl.trace.records.TS_ISO` and ``TS_NUMBER`` (NULL for any other). A
     number (or a string of one) is Unix time as pydantic reads it (seconds, milliseconds beyond
     2e10); ``...Z`` (what writers of this schema write) casts without time zone rules; another
-    zone or none (UTC) through TIMESTAMPTZ. Every scan uses it, so they accept the same
-    timestamps as the models."""
+    zone or none (UTC) through TIMESTAMPTZ. Every scan uses it, and then :func:`_in_years`, so
+    they accept the same timestamps as the models."""
     num = f"TRY_CAST({expr} AS DOUBLE)"
     up = f"upper({expr})"  # `t` and `z` as DuckDB's casts want them
-    return (
-        f"(CASE WHEN regexp_full_match({expr}, '{TS_NUMBER}') THEN "
+    cast = (
+        f"CASE WHEN regexp_full_match({expr}, '{TS_NUMBER}') THEN "
         f"TRY(to_timestamp(CASE WHEN abs({num}) > 2e10 THEN {num} / 1000 ELSE {num} END) "
         "AT TIME ZONE 'UTC') "
         f"WHEN NOT regexp_full_match({expr}, '{TS_ISO}') THEN NULL "
         f"WHEN ends_with({up}, 'Z') THEN TRY_CAST({up} AS TIMESTAMP) "
-        f"ELSE TRY_CAST(TRY_CAST({up} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END)"
+        f"ELSE TRY_CAST(TRY_CAST({up} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END"
+    )
+    return f"({cast})"
+
+
+def _in_years(col: str) -> str:
+    """``col`` (a timestamp of :func:`_ts_sql`, UTC) when the models can hold it, else NULL:
+    python's datetime has the years 1 to 9999 (a separate step, so the cast is made once)."""
+    return (
+        f"(CASE WHEN {col} BETWEEN TIMESTAMP '0001-01-01' "
+        f"AND TIMESTAMP '9999-12-31 23:59:59.999999' THEN {col} END)"
     )
 
 
-# the form the SDK writes (a subset of TS_ISO): the strict scan takes only this one
-_TS_SDK = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?Z"
-
-
 def _ts_sdk_sql(expr: str) -> str:
-    """The strict scan's timestamp: the SDK's form only, NULL (so flagged) for any other."""
+    """The strict scan's timestamp: the SDK's forms only (``2026-11-24T01:00:00.123456Z``, or
+    without the fraction), NULL (so flagged) for any other; cheaper than a regular expression.
+
+    ``strptime`` consumes at most 4, 2, 2, 2, 2, 2 (and 6) digits with the separators between
+    them: 27 characters (20 without the fraction), and it skips only leading and trailing
+    white space. A string of exactly that length that starts with a digit and ends with the
+    ``Z`` is therefore parsed with every field at full width: it is of the form, and its value
+    is the models' (years from 0001: ``0000`` is 1 BC to DuckDB). Tests hold it to the regular
+    expression of the form over mutated strings (``test_strict_scan.py``)."""
     return (
-        f"(CASE WHEN regexp_full_match({expr}, '{_TS_SDK}') THEN TRY_CAST({expr} AS TIMESTAMP) END)"
+        f"(CASE WHEN {expr} >= '0001' AND {expr} < ':' AND ends_with({expr}, 'Z') THEN "
+        f"CASE strlen({expr}) WHEN 27 THEN try_strptime({expr}, '%Y-%m-%dT%H:%M:%S.%fZ') "
+        f"WHEN 20 THEN try_strptime({expr}, '%Y-%m-%dT%H:%M:%SZ') END END)"
     )
 
 
@@ -390,7 +406,7 @@ def _classified(
         WHERE line IS NOT NULL AND (starts_with(line, '{{') OR trim(line) <> '')
               {"AND contains(line, $needle)" if prefilter else ""}
     ), c AS (
-        SELECT file, line, v, {_ts_sql(text("ts"))}::TIMESTAMPTZ AS ts,
+        SELECT file, line, v, {_in_years("t")}::TIMESTAMPTZ AS ts,
             CASE
                 WHEN v IS NULL THEN 'not_json'
                 WHEN NOT (starts_with(line, '{{') OR starts_with(ltrim(line), '{{'))
@@ -402,7 +418,7 @@ def _classified(
                 WHEN ts IS NULL OR {invalid} THEN 'invalid'
                 ELSE NULL
             END AS bad
-        FROM raw
+        FROM (SELECT *, {_ts_sql(text("ts"))} AS t FROM raw)
     )"""
 
 
@@ -490,11 +506,12 @@ def _fast(paths: list[str], source: str = "$files") -> str:
         SELECT ("$fi" - 1)::UINTEGER AS file,
             COALESCE({flag}, true) AS bad, "$ts" AS ts, {cached}{extra}
         FROM (
+            SELECT *, {_in_years('"$t"')} AS "$ts" FROM (
             -- names with `$` cannot clash with a record's fields (--where names are identifiers)
-            SELECT *, {_ts_sql("ts")} AS "$ts", list_position($files, "$file") AS "$fi"
+            SELECT *, {_ts_sql("ts")} AS "$t", list_position($files, "$file") AS "$fi"
             FROM read_json({source}, format = 'newline_delimited', columns = {_spec(columns)},
                            ignore_errors = true, filename = '$file', hive_partitioning = false)
-        )"""
+        ))"""
 
 
 def _strict_ok(paths: list[str]) -> bool:
@@ -538,20 +555,27 @@ def _strict(paths: list[str], source: str = "$files") -> str:
         + ', "details" STRUCT("$" JSON))[]'
     )
     # an object, a STRUCT of the names --where asks; JSON when it asks for more (then checked)
-    args_ok = "ascii(args) = 123" if columns.get("args") == "JSON" else "args IS NOT NULL"
+    args_ok = "args::VARCHAR >= '{'" if columns.get("args") == "JSON" else "args IS NOT NULL"
     columns.setdefault("args", 'STRUCT("$" JSON)')
     versions = ", ".join(f"'{n}'" for n in sorted(SUPPORTED_VERSIONS))
 
-    def string(x: str) -> str:  # a non-empty JSON string ("... is 34: a double quote)
-        return f"ascii({x}) = 34 AND {x} <> '\"\"'"
+    # JSON text starting with a double quote: at least '"' and below '#', the next character.
+    # String comparisons are decided on the prefix DuckDB keeps inline: no call per value.
+    def quoted(x: str) -> str:
+        return f"({x}::VARCHAR >= '\"' AND {x}::VARCHAR < '#')"
+
+    def string(x: str) -> str:
+        # a non-empty JSON string: above '""' (a string starting with a space or a `!`, below
+        # the closing quote, is flagged too, and decided by the fast scan)
+        return f"({x}::VARCHAR > '\"\"' AND {x}::VARCHAR < '#')"
 
     def optional(x: str) -> str:  # a JSON string or null / absent
-        return f"COALESCE(ascii({x}) = 34, true)"
+        return f"COALESCE({quoted(x)}, true)"
 
     effect = " AND ".join(
         [
-            *(f"ascii({E}.{n}) = 34" for n in ("system", "resource_type", "resource_id")),
-            f"ascii({E}.operation) = 34",
+            *(quoted(f"{E}.{n}") for n in ("system", "resource_type", "resource_id")),
+            quoted(f"{E}.operation"),
             f"{E}.reversible IN ('true', 'false')",
             optional(f"{E}.idempotency_key"),
             f"{E}.details IS NOT NULL",
@@ -570,7 +594,8 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             "COALESCE(list_bool_and(list_transform(effects, "
             f"lambda {E}: COALESCE({effect}, false))), true)",
             # a JSON number starts with a digit or a minus
-            "COALESCE(ascii(duration_ms) = 45 OR ascii(duration_ms) BETWEEN 48 AND 57, true)",
+            "COALESCE(duration_ms::VARCHAR >= '0' AND duration_ms::VARCHAR < ':' "
+            "OR duration_ms::VARCHAR >= '-' AND duration_ms::VARCHAR < '.', true)",
             '"$ts" IS NOT NULL',
         ]
     )

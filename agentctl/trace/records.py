@@ -115,7 +115,10 @@ class _Record(_Model):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00: past the last year a datetime holds
+            raise ValueError("ts is out of range (years 1 to 9999 in UTC)") from None
 
     @field_validator("schema_version")
     @classmethod

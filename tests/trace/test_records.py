@@ -71,3 +71,12 @@ def test_a_timestamp_is_one_of_the_forms_every_engine_reads_alike(
             ActionRecord.model_validate(data)
     else:
         assert ActionRecord.model_validate(data).ts.isoformat() == read
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_timestamp_past_the_years_a_datetime_holds_in_utc_is_invalid_not_a_crash(
+    ts: str,
+) -> None:
+    # the zone moves it past 9999 (or before year 1): a bad line to count, not an OverflowError
+    with pytest.raises(ValidationError, match="ts is out of range"):
+        ActionRecord.model_validate(to_json_dict(action(1)) | {"ts": ts})

@@ -6,7 +6,9 @@ engine. Every test runs with the cache and without (tests/trace/conftest.py)."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from agentctl.trace import duck
 from agentctl.trace.query import iter_actions
+from agentctl.trace.records import ActionRecord, to_json_dict
 from agentctl.trace.scan import ScanStats
 from tests.trace.helpers import WINDOW, action, count, write
 from tests.trace.test_scans import _json, _python_bad, lines
@@ -68,9 +71,67 @@ def test_actions_as_the_sdk_writes_them_pass_the_strict_scan(paths: list[str]) -
     assert flags == dict.fromkeys(range(len(body)), False)
 
 
-def _sdk_lines() -> list[dict[str, Any]]:
-    from agentctl.trace.records import to_json_dict
+# the SDK's form, which the strict scan takes (``ts`` otherwise flagged, then decided exactly)
+_SDK_TS = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{6})?Z"
+)
+_TS_CHARS = "0123456789-:.TZtz +\t\n/"
 
+
+@st.composite
+def _mutated_ts(draw: st.DrawFn) -> str:
+    """An SDK timestamp with one to three characters replaced, moved, inserted or dropped."""
+    text = list(draw(st.sampled_from(["2026-11-24T01:02:03.456789Z", "0999-01-01T23:59:59Z"])))
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(text) - 1))
+        char = draw(st.sampled_from(_TS_CHARS))
+        how = draw(st.sampled_from(["replace", "move", "insert", "drop"]))
+        if how == "replace":
+            text[i] = char
+        elif how == "move":  # one out, one in elsewhere: the length stays
+            del text[i]
+            text.insert(draw(st.integers(0, len(text))), char)
+        elif how == "insert":
+            text.insert(i, char)
+        elif len(text) > 1:
+            del text[i]
+    return "".join(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_mutated_ts(), min_size=1, max_size=50))
+@example(["202-11-24T01:02:03.4567891Z", " 026-11-24T01:02:03.456789Z", "\t026-11-24T01:02:03Z"])
+@example(["2026-11-24T01:02:03.45678Z ", "2026-1-24T01:02:03.4567891Z", "0000-01-01T00:00:00Z"])
+def test_the_strict_timestamp_is_the_sdk_form_with_the_models_value(texts: list[str]) -> None:
+    # strptime also takes short fields and white space; the length and the first and last
+    # characters leave it only the full form (duck._ts_sdk_sql)
+    con = duck.connect()
+    rows = con.execute(
+        f"SELECT s, {duck._ts_sdk_sql('s')} FROM (SELECT unnest($texts) AS s)", {"texts": texts}
+    ).fetchall()
+    con.close()
+    for text, value in rows:
+        if value is not None:
+            assert _SDK_TS.fullmatch(text), text
+            model = ActionRecord.model_validate(to_json_dict(action(1)) | {"ts": text}).ts
+            assert value == model.replace(tzinfo=None), text
+
+
+def test_the_strict_timestamp_takes_both_forms_the_sdk_writes() -> None:
+    con = duck.connect()
+    texts = ["2026-11-24T01:02:03.456789Z", "2026-11-24T01:02:03Z", "0001-01-01T00:00:00Z"]
+    got = con.execute(
+        f"SELECT {duck._ts_sdk_sql('s')} FROM (SELECT unnest($texts) AS s)", {"texts": texts}
+    ).fetchall()
+    con.close()
+    assert [v for (v,) in got] == [
+        datetime(2026, 11, 24, 1, 2, 3, 456789),
+        datetime(2026, 11, 24, 1, 2, 3),
+        datetime(1, 1, 1),
+    ]
+
+
+def _sdk_lines() -> list[dict[str, Any]]:
     return [
         to_json_dict(action(1)),
         to_json_dict(action(2, effects=[], error=None, duration_ms=12)),
