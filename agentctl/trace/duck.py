@@ -1038,6 +1038,8 @@ class _Rows:
 
 # files the strict scan leaves out, one per failed attempt, before it gives up on the query
 STRICT_RETRIES = 3
+# a batch's column holding the match of the query that built it (a name no --where path takes)
+MATCH_COLUMN = '"$match"'
 
 
 def _strict_pass(
@@ -1132,9 +1134,13 @@ def _copy_scan(
         # rows in any order (they carry their file): the writers need not wait for each other
         con.execute("SET preserve_insertion_order = false")
         try:
+            # with MATCH_COLUMN, the match of the query that builds the batch, computed in the
+            # same pass: reading back three small columns gives its count (later queries
+            # select the columns they read, never this one)
             con.execute(
-                f"COPY ({relation}) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION snappy)",
-                {"files": local} | more,
+                f"COPY (SELECT *, COALESCE({match}, false) AS {MATCH_COLUMN} FROM ({relation})) "
+                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION snappy)",
+                {"files": local} | more | params,
             )
         except BaseException:
             tmp.unlink(missing_ok=True)  # a part written before the failure
@@ -1144,8 +1150,8 @@ def _copy_scan(
         return list(
             con.execute(
                 "SELECT file, count(*), count(*) FILTER (WHERE bad), "
-                f"count(*) FILTER (WHERE {match}) FROM read_parquet($b) GROUP BY file",
-                params | {"b": str(tmp)},
+                f"count(*) FILTER (WHERE {MATCH_COLUMN}) FROM read_parquet($b) GROUP BY file",
+                {"b": str(tmp)},
             ).fetchall()
         )
 
@@ -1155,7 +1161,7 @@ def _copy_scan(
         tmp.replace(previous)
         try:
             return copy(
-                f"SELECT * FROM read_parquet('{_sql_path(previous)}') "
+                f"SELECT * EXCLUDE ({MATCH_COLUMN}) FROM read_parquet('{_sql_path(previous)}') "
                 "WHERE NOT list_contains($flagged, file) "
                 f"UNION ALL BY NAME SELECT * FROM ({relation})",
                 {"flagged": flagged, "subset": [local[i] for i in flagged]},
