@@ -2,10 +2,10 @@
 
 The first DuckDB query over a day partition parses its JSONL once (as it must, to classify
 every line) and keeps, in the same pass, a few columns per line in Parquet: the partition, the
-file, whether the line is a valid record, the timestamp, and the JSON text of ``record_type``,
-``agent``, ``tool`` and of every ``--where`` path asked so far. It does not keep the line itself:
-a listing re-reads the few source files that hold its results. The cache is derived data, never
-the record of truth:
+file, whether the line is a valid record, the timestamp, the record type (as a number), and
+the JSON text of ``agent``, ``tool`` and of every ``--where`` path asked so far. It does not
+keep the line itself: a listing re-reads the few source files that hold its results. The cache
+is derived data, never the record of truth:
 
 - each cached partition has a manifest listing the source files with their size, mtime, ctime
   and inode (S3: ETag); any change (a writer appended, a file appeared, a file was replaced by
@@ -40,8 +40,9 @@ from typing import IO, Any
 from agentctl.trace.scan import BadLine, ScanStats
 from agentctl.trace.source import RecordFile
 
-# 4: record_type, agent and tool hold JSON text (3: their decoded values)
-CACHE_VERSION = 4
+# 5: record_type holds the type's number (4: record_type, agent and tool hold JSON text; 3:
+# their decoded values)
+CACHE_VERSION = 5
 ENV = "AGENTCTL_TRACE_CACHE"
 LOCK = ".lock"  # under a location's cache directory: see PartitionCache.reading
 MAX_PATHS = 32  # --where paths kept per partition; beyond that a query reads the JSONL

@@ -110,10 +110,13 @@ JSON_COLUMNS = (
     *("release_id", "parent_span_id", "error", "args", "effects", "duration_ms"),
     *("model_requested", "source"),
 )
-# with file, bad, ts; --where paths on demand. They hold the field's JSON text (``"action"``),
-# not its value: decoding a million strings is a measurable part of a scan, and a plain value
-# compares as its JSON text (see _PLAIN and :meth:`Shape.eq`)
+# with file, bad, ts; --where paths on demand. ``agent``, ``tool`` and the paths hold the
+# field's JSON text (``"refund-agent"``), not its value: decoding a million strings is a
+# measurable part of a scan, and a plain value compares as its JSON text (see _PLAIN and
+# :meth:`Shape.eq`). ``record_type`` holds the type's number in RECORD_TYPE_CODES (NULL for any
+# other, a flagged line): a small integer is cheaper to write to the cache than text.
 CACHED_COLUMNS = ("record_type", "agent", "tool")
+RECORD_TYPE_CODES = {t: i + 1 for i, t in enumerate(RECORD_TYPES)}
 STATUSES = tuple(s.value for s in ActionStatus)
 _BOOL_WORDS = ("0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes")
 EFFECT_FIELDS = (
@@ -125,6 +128,20 @@ EFFECT_FIELDS = (
 _PLAIN = re.compile(r"[A-Za-z0-9 _.:@/+=,;#-]*")
 # the lambda parameter over effects: a name no --where path (identifiers) can shadow
 E = '"$e"'
+
+
+def _cached(record_type: str, text: Callable[[str], str]) -> str:
+    """The CACHED_COLUMNS of a scan's relation: ``record_type`` as its number (the SQL
+    ``record_type``), ``agent`` and ``tool`` as the JSON text ``text(name)``."""
+    return f"{record_type} AS record_type, " + ", ".join(
+        f"{text(c)}::VARCHAR AS {c}" for c in CACHED_COLUMNS if c != "record_type"
+    )
+
+
+def _type_code(fragment: str) -> str:
+    """The number of the record type whose JSON text is ``fragment`` (NULL for another)."""
+    cases = " ".join(f"WHEN '\"{t}\"' THEN {n}" for t, n in RECORD_TYPE_CODES.items())
+    return f"(CASE {fragment}::VARCHAR {cases} END)::UTINYINT"
 
 
 def _q(name: str) -> str:
@@ -232,6 +249,12 @@ class ColumnShape(Shape):
 
     def col(self, name: str) -> str:
         return name
+
+    def eq(self, name: str, param: str, value: str, params: dict[str, Any]) -> str:
+        if name == "record_type":  # its number (CACHED_COLUMNS)
+            code = RECORD_TYPE_CODES.get(value)
+            return f"record_type = {code}" if code is not None else "false"
+        return super().eq(name, param, value, params)
 
     def where(self, node: where_lang.Node) -> str:
         frags = {p: _ident(p) for p in _paths(node)}
@@ -500,7 +523,7 @@ def _fast(paths: list[str], source: str = "$files") -> str:
             _invalid(lambda name: name),
         ]
     )
-    cached = ", ".join(f"{c}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
+    cached = _cached(_type_code("record_type"), lambda c: c)
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
         SELECT ("$fi" - 1)::UINTEGER AS file,
@@ -599,7 +622,8 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             '"$ts" IS NOT NULL',
         ]
     )
-    cached = ", ".join(f"{c}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
+    # a line not flagged is an action; a file with a flagged line is read again (_tiers)
+    cached = _cached(f"{RECORD_TYPE_CODES['action']}::UTINYINT", lambda c: c)
     extra = "".join(f", {sql} AS {_ident(p)}" for p, sql in frags.items())
     return f"""
         SELECT ("$fi" - 1)::UINTEGER AS file,
@@ -615,7 +639,7 @@ def _fast_from_text(paths: list[str], source: str = "$files") -> str:
     """The fast scan's relation computed by the exact scan (lines parsed as text): for --where
     paths whose names differ only in case, and for the files where the fast scan flagged a
     line (:func:`_decided`)."""
-    cached = ", ".join(f"{v(c)}::VARCHAR AS {c}" for c in CACHED_COLUMNS)
+    cached = _cached(_type_code(v("record_type")), v)
     extra = "".join(f", v[{len(FIELDS) + i + 1}] AS {_ident(p)}" for i, p in enumerate(paths))
     return f"""
         {_classified(paths, source=source)}

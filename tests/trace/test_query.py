@@ -212,8 +212,8 @@ def test_agent_and_tool_names_match_however_they_are_written(tmp_path: Path, eng
 def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
     tmp_path: Path, trace_cache: str
 ) -> None:
-    # version 3 kept record_type, agent and tool decoded; read as version 4's JSON text,
-    # nothing would match. A version-3 cache is made from a fresh one: same rows, decoded.
+    # version 4 kept record_type as JSON text, version 3 decoded (with agent and tool): read
+    # as version 5's numbers, nothing would match. Each is made from a fresh cache: same rows.
     import duckdb
 
     write(tmp_path / "audit", [action(1), action(2)])
@@ -221,20 +221,24 @@ def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
     assert _count(src, window, "issue_refund") == 2
     manifests = list((tmp_path / "trace-cache").rglob("manifest.json"))
     assert len(manifests) == (1 if trace_cache == "cache" else 0)
-    for manifest in manifests:
-        doc = json.loads(manifest.read_text())
-        assert doc["version"] == 4
-        batch = manifest.parent.parent / "batches" / doc["batch"]
-        old = batch.with_name("v3.parquet")
-        decoded = ", ".join(
-            f"json_extract_string({c}, '$') AS {c}" for c in ("record_type", "agent", "tool")
-        )
-        duckdb.sql(f"COPY (SELECT * REPLACE ({decoded}) FROM read_parquet('{batch}')) TO '{old}'")
-        old.replace(batch)
-        manifest.write_text(json.dumps(doc | {"version": 3}))
-    assert _count(src, window, "issue_refund") == 2
-    for manifest in manifests:
-        assert json.loads(manifest.read_text())["version"] == 4
+    as_text = "CASE record_type WHEN 1 THEN '\"action\"' END AS record_type"
+    decoded = "'action' AS record_type, " + ", ".join(
+        f"json_extract_string({c}, '$') AS {c}" for c in ("agent", "tool")
+    )
+    for version, replace in ((4, as_text), (3, decoded)):
+        for manifest in manifests:
+            doc = json.loads(manifest.read_text())
+            assert doc["version"] == 5
+            batch = manifest.parent.parent / "batches" / doc["batch"]
+            old = batch.with_name(f"v{version}.parquet")
+            duckdb.sql(
+                f"COPY (SELECT * REPLACE ({replace}) FROM read_parquet('{batch}')) TO '{old}'"
+            )
+            old.replace(batch)
+            manifest.write_text(json.dumps(doc | {"version": version}))
+        assert _count(src, window, "issue_refund") == 2
+        for manifest in manifests:
+            assert json.loads(manifest.read_text())["version"] == 5
 
 
 @pytest.mark.parametrize("installed", ["1.4.1", None, "no version"])
