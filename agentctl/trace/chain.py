@@ -12,20 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError
 from agentctl.trace.query import ACTION_KINDS, ALL_KINDS, duckdb_usable, scan_file, utc
-from agentctl.trace.records import (
-    ActionRecord,
-    InputRecord,
-    ModelCallRecord,
-    RetrievalRecord,
-)
 from agentctl.trace.scan import ScanStats, loads_record, validate
 from agentctl.trace.source import open_location
 
-AnyRecord = ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord
+if TYPE_CHECKING:  # the models (pydantic) are imported by a lookup, not by every command
+    from agentctl.trace.records import (
+        ActionRecord,
+        InputRecord,
+        ModelCallRecord,
+        RetrievalRecord,
+    )
+
+    AnyRecord = ActionRecord | ModelCallRecord | RetrievalRecord | InputRecord
 
 
 class ActionNotFoundError(AgentctlError):
@@ -63,6 +65,8 @@ def find_actions(
 ) -> list[ActionRecord]:
     """Actions whose ``action_id`` or ``idempotency_key`` is ``ident`` (a retried call shares
     its key: several actions can match), oldest first."""
+    from agentctl.trace.records import ActionRecord
+
     stats = stats if stats is not None else ScanStats()
     location = open_location(source, s3_client=s3_client)
     files = location.files(

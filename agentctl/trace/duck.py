@@ -47,20 +47,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-from pydantic import ValidationError
+from typing import IO, TYPE_CHECKING, Any
 
 from agentctl.trace import where as where_lang
 from agentctl.trace.cache import MAX_PATHS, Cached, Entry, PartitionCache, default_root
 from agentctl.trace.query import require_duckdb
-from agentctl.trace.records import (
-    SUPPORTED_VERSIONS,
-    TS_ISO,
-    TS_NUMBER,
-    ActionRecord,
-    ActionStatus,
-)
 from agentctl.trace.scan import (
     MAX_EXAMPLES,
     BadLine,
@@ -69,7 +60,11 @@ from agentctl.trace.scan import (
     open_text,
     readable_lines,
 )
+from agentctl.trace.schema import SUPPORTED_VERSIONS, TS_ISO, TS_NUMBER, ActionStatus
 from agentctl.trace.source import LocalLocation, Location, RecordFile
+
+if TYPE_CHECKING:  # the models (pydantic) are imported by a listing, never by a count
+    from agentctl.trace.records import ActionRecord
 
 MEMORY_LIMIT = "512MB"
 # Longer lines DuckDB's readers refuse (16 MB: read_json's maximum_object_size): a listing of
@@ -1560,6 +1555,10 @@ def _listing(
 
 
 def _validate(path: str, name: str, line: str, stats: ScanStats) -> ActionRecord | None:
+    from pydantic import ValidationError
+
+    from agentctl.trace.records import ActionRecord
+
     try:
         return ActionRecord.model_validate(loads_record(line))
     except ValueError as exc:  # pydantic's ValidationError is one too

@@ -31,10 +31,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentctl.trace.records import ActionRecord, Effect
-
 if TYPE_CHECKING:
     from agentctl.spec.models import AgentSpec, EffectExtractor
+    from agentctl.trace.records import ActionRecord, Effect  # pydantic: imported on first use
 
 DERIVED_FROM = frozenset({"executed"})
 MAX_EXAMPLES = 5
@@ -123,6 +122,8 @@ def derive(
     action: ActionRecord, extractors: Sequence[EffectExtractor], stats: ExtractStats
 ) -> list[Effect]:
     """The effects ``extractors`` read from ``action`` (no eligibility check: see :func:`apply`)."""
+    from agentctl.trace.records import Effect
+
     out: list[Effect] = []
     for ex in extractors:
         fields: dict[str, Any] = {}

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentctl.sdk.keys import idempotency_key
-from agentctl.trace.records import SCHEMA_VERSION
 from agentctl.trace.scan import ScanStats
+from agentctl.trace.schema import SCHEMA_VERSION
 
 MODEL_OPS = {"chat", "text_completion", "generate_content"}
 

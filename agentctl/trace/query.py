@@ -22,13 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import BadInputError
 from agentctl.trace import where as where_lang
-from agentctl.trace.records import ActionRecord
 from agentctl.trace.scan import ScanStats, decode_lines, open_text, readable_lines, validate
 from agentctl.trace.source import Location, RecordFile, open_location
+
+if TYPE_CHECKING:  # the models (pydantic): imported where records are read in Python
+    from agentctl.trace.records import ActionRecord
 
 ACTION_KINDS = frozenset({"actions", "mixed", "otlp"})
 ALL_KINDS = frozenset({"actions", "decisions", "mixed", "otlp"})
@@ -81,6 +83,8 @@ def iter_actions(
             location, files, agent, since, until, where, tool, stats=stats, limit=limit
         )
         return
+    from agentctl.trace.records import ActionRecord
+
     found: list[ActionRecord] = []
     for file in files:
         for record, data in scan_file_raw(location, file, stats):

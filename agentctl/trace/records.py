@@ -29,32 +29,20 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
-# The timestamps a record may carry, as text (every engine reads exactly these; the DuckDB
-# engine matches the same patterns in SQL): an ISO 8601 date, then optionally a time (T, t or a
-# space; hours 00-23; seconds and a fraction optional) and a zone (Z, z, +hh:mm, +hhmm; none is
-# UTC); or Unix time in seconds (milliseconds beyond 2e10) as digits. A JSON number is Unix time.
-TS_ISO = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?"
-    r"([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?)?"
+from agentctl.trace.schema import (
+    SCHEMA_VERSION,
+    SUPPORTED_VERSIONS,
+    TS_ISO,
+    TS_NUMBER,
+    ActionStatus,
 )
-TS_NUMBER = r"-?[0-9]+(\.[0-9]+)?"
+
+# the versions, timestamp forms and statuses live in agentctl.trace.schema (no pydantic)
 _TS = re.compile(f"(?:{TS_ISO})|(?:{TS_NUMBER})")
-
-
-class ActionStatus(StrEnum):
-    """What happened to a guarded tool call."""
-
-    EXECUTED = "executed"  # the tool ran and returned
-    REFUSED = "refused"  # the kill switch (tool registry) refused it; nothing ran
-    SHADOWED = "shadowed"  # shadow mode: recorded what it would have done; nothing ran
-    FAILED = "failed"  # the tool ran and raised: effects unknown unless listed
 
 
 class _Model(BaseModel):

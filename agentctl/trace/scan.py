@@ -15,9 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from pydantic import ValidationError
-
-from agentctl.trace.records import SUPPORTED_VERSIONS, parse_record
+from agentctl.trace.schema import SUPPORTED_VERSIONS
 
 MAX_EXAMPLES = 5
 # not_json | not_object | unknown_version | unknown_record_type | invalid | truncated_gzip
@@ -157,6 +155,11 @@ def validate(name: str, number: int, data: dict[str, Any], stats: ScanStats) -> 
             name, number, reason, repr(data.get("schema_version", data.get("record_type")))
         )
         return None
+    # the models (pydantic) are imported by the first record validated, not by a DuckDB count
+    from pydantic import ValidationError
+
+    from agentctl.trace.records import parse_record
+
     try:
         return parse_record(data)
     except ValidationError as exc:

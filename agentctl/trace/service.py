@@ -17,12 +17,12 @@ from agentctl.errors import BadInputError
 from agentctl.trace.chain import Chain, decision_chain, find_actions
 from agentctl.trace.extract import Extraction, ExtractStats
 from agentctl.trace.query import check_limit, check_window, duckdb_usable, iter_actions
-from agentctl.trace.records import ActionRecord
 from agentctl.trace.scan import ScanStats, loads_record
 
 if TYPE_CHECKING:
     from agentctl.aws import Aws
     from agentctl.spec.audit import AuditSpec
+    from agentctl.trace.records import ActionRecord  # pydantic: imported by what reads records
 
 ENGINES = ("auto", "duckdb", "python", "athena")
 
@@ -235,6 +235,7 @@ class Traces:
         from pydantic import ValidationError
 
         from agentctl.trace import athena
+        from agentctl.trace.records import ActionRecord
 
         target = athena.target_for(result.agent, result.source, audit.athena if audit else None)
         sql = athena.action_sql(
@@ -326,6 +327,8 @@ class Traces:
 
     def _chains_with_effects(self, chains: list[Chain], derived: ExtractStats) -> list[Chain]:
         """Derived effects on each chain's action and on the earlier tool calls it shows."""
+        from agentctl.trace.records import ActionRecord
+
         by_agent: dict[str, Extraction] = {}
         done: dict[tuple[str, str, str], ActionRecord] = {}  # each record derived, counted once
 
