@@ -31,7 +31,8 @@ def partition_of(ts: datetime) -> str:
     """The partition directory name of a timestamp (UTC day)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return "dt=" + ts.astimezone(UTC).strftime("%Y-%m-%d")
+    # isoformat, not strftime("%Y"): the year has its four digits before 1000 too (`dt=0999-...`)
+    return "dt=" + ts.astimezone(UTC).date().isoformat()
 
 
 def days_between(since: datetime, until: datetime) -> list[date]:

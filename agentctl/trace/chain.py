@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentctl.errors import AgentctlError
@@ -123,8 +123,10 @@ def decision_chain(
     """The records of ``action``'s trace up to and including it."""
     stats = stats if stats is not None else ScanStats()
     location = open_location(source, s3_client=s3_client)
-    since = action.ts - timedelta(days=1)
-    until = action.ts + timedelta(seconds=1)
+    # clamped: an action in the first or last day a datetime holds has no day beyond
+    first, last = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    since = action.ts - min(timedelta(days=1), action.ts - first)
+    until = action.ts + min(timedelta(seconds=1), last - action.ts)
     files = location.files(since, until, ALL_KINDS)
     records: list[AnyRecord] = []
     if _use_duck(source, engine):

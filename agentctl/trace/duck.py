@@ -276,6 +276,8 @@ def _ts_sql(expr: str) -> str:
         f"TRY(to_timestamp(CASE WHEN abs({num}) > 2e10 THEN {num} / 1000 ELSE {num} END) "
         "AT TIME ZONE 'UTC') "
         f"WHEN NOT regexp_full_match({expr}, '{TS_ISO}') THEN NULL "
+        # year 0 is 1 BC to DuckDB, and an offset can move it into year 1: python has no year 0
+        f"WHEN starts_with({expr}, '0000') THEN NULL "
         f"WHEN ends_with({up}, 'Z') THEN TRY_CAST({up} AS TIMESTAMP) "
         f"ELSE TRY_CAST(TRY_CAST({up} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END"
     )

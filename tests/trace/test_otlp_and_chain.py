@@ -246,3 +246,21 @@ def test_lookup_by_idempotency_key_finds_every_attempt(
     assert find_actions(str(tmp_path), found[1].action_id, engine=engine) == [found[1]]
     with pytest.raises(ActionNotFoundError):
         find_actions(str(tmp_path), "act-missing", engine=engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "ts",
+    [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)],
+)
+def test_the_chain_of_an_action_in_the_first_or_last_day_a_timestamp_holds(
+    tmp_path: Path, engine: str, ts: datetime
+) -> None:
+    # the chain reads the day before and a second after: past the ends, an OverflowError was
+    # an internal error instead of the chain
+    from tests.trace.helpers import action, write
+
+    write(tmp_path, [action(1, ts=ts)])
+    [found] = find_actions(str(tmp_path), "act-000001", engine=engine)
+    chain = decision_chain(str(tmp_path), found, engine=engine)
+    assert chain.action.ts == ts and [r.span_id for r in chain.records] == [found.span_id]
