@@ -365,10 +365,15 @@ def _invalid(j: Callable[[str], str]) -> str:
         f"OR (contains({fx}, '\"details\":null') AND list_contains(json_extract({fx}, "
         f"'$[*].details')::VARCHAR[], 'null')))), false)"
     )
+    # a number; an integer past the largest float (python's float() of it overflows) is not,
+    # though 1e400 and Infinity (infinity) are
+    d = j("duration_ms")
     duration = (
-        f"COALESCE(CASE left({j('duration_ms')}, 1) WHEN '\"' THEN "
-        f"TRY_CAST(json_extract_string({j('duration_ms')}, '$') AS DOUBLE) IS NULL "
-        f"WHEN '[' THEN true WHEN '{{' THEN true ELSE false END, false)"
+        f"COALESCE(CASE left({d}, 1) WHEN '\"' THEN "
+        f"TRY_CAST(json_extract_string({d}, '$') AS DOUBLE) IS NULL "
+        f"WHEN '[' THEN true WHEN '{{' THEN true "
+        f"ELSE regexp_full_match({d}, '-?[0-9]+') AND NOT isfinite(TRY_CAST({d} AS DOUBLE)) END, "
+        "false)"
     )
     rtype = j("record_type")
     common = [required(j(n)) for n in ("agent", "trace_id", "span_id")]
@@ -613,9 +618,11 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             "effects IS NOT NULL",
             "COALESCE(list_bool_and(list_transform(effects, "
             f"lambda {E}: COALESCE({effect}, false))), true)",
-            # a JSON number starts with a digit or a minus
-            "COALESCE(duration_ms::VARCHAR >= '0' AND duration_ms::VARCHAR < ':' "
-            "OR duration_ms::VARCHAR >= '-' AND duration_ms::VARCHAR < '.', true)",
+            # a JSON number starts with a digit or a minus; one of 300 characters or more may
+            # be an integer past the largest float, which the models refuse: flagged
+            "COALESCE((duration_ms::VARCHAR >= '0' AND duration_ms::VARCHAR < ':' "
+            "OR duration_ms::VARCHAR >= '-' AND duration_ms::VARCHAR < '.') "
+            "AND strlen(duration_ms::VARCHAR) < 300, true)",
             '"$ts" IS NOT NULL',
         ]
     )

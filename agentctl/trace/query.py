@@ -20,6 +20,7 @@ Rollback (issue 5) keys compensation on ``ActionRecord.effects`` and ``idempoten
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -113,11 +114,26 @@ def duckdb_problem() -> str | None:
     text = getattr(duckdb, "__version__", None)
     if not isinstance(text, str):  # e.g. a directory an uninstall left behind
         return "the duckdb module found has no version (a broken install?)"
-    version = tuple(int(p) if p.isdigit() else 0 for p in text.split(".")[:3])
-    if version < DUCKDB_MIN:
+    if not _at_least(text, DUCKDB_MIN):
         need = ".".join(map(str, DUCKDB_MIN))
         return f"DuckDB {text} is installed; the engine needs {need} or later"
     return None
+
+
+_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)")
+
+
+def _at_least(text: str, least: tuple[int, int, int]) -> bool:
+    """Whether the version ``text`` is ``least`` or later. A pre-release (``2.0.1rc1``,
+    ``2.0.1.dev5``) comes before its release, as in PEP 440; a post-release or a local
+    version (``2.0.1.post1``, ``2.0.1+local``) does not. Text that is no version is not."""
+    m = _VERSION.fullmatch(text.strip())
+    if m is None:
+        return False
+    numbers = tuple(int(g or 0) for g in m.group(1, 2, 3))
+    rest = m.group(4).lower().lstrip(".-_")
+    released = rest == "" or rest.startswith(("post", "+"))
+    return (numbers, released) >= (least, True)
 
 
 def duckdb_usable(source: str) -> bool:

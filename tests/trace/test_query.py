@@ -241,7 +241,7 @@ def test_a_cache_of_an_older_version_is_rebuilt_not_misread(
             assert json.loads(manifest.read_text())["version"] == 5
 
 
-@pytest.mark.parametrize("installed", ["1.4.1", None, "no version"])
+@pytest.mark.parametrize("installed", ["1.4.1", None, "no version", "2.0.1rc1", "2.0.1.dev5"])
 def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: str | None
 ) -> None:
@@ -263,6 +263,9 @@ def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
         None: "DuckDB is not installed",
         "no version": "the duckdb module found has no version",
         "1.4.1": "DuckDB 1.4.1 is installed; the engine needs 2.0.1 or later",
+        # pre-releases of the first release that reads these files right come before it
+        "2.0.1rc1": "DuckDB 2.0.1rc1 is installed; the engine needs 2.0.1 or later",
+        "2.0.1.dev5": "DuckDB 2.0.1.dev5 is installed; the engine needs 2.0.1 or later",
     }[installed]
     # the second window holds no file: --engine duckdb must not depend on that
     for window, found in (((T0, T0 + timedelta(hours=1)), 2), ((T0 - timedelta(days=9), T0), 0)):
@@ -280,3 +283,30 @@ def test_without_a_recent_duckdb_auto_reads_with_python_and_duckdb_says_why(
             assert reason in str(err.value) and "--engine python" in (err.value.hint or "")
         with pytest.raises(BadInputError, match=reason):
             Traces().trace("act-000001", source=str(tmp_path), engine="duckdb")
+
+
+@pytest.mark.parametrize(
+    ("installed", "usable"),
+    [
+        ("2.0.1", True),
+        ("2.0.1.post1", True),
+        ("2.0.1+local", True),
+        ("2.0.2.dev1", True),
+        ("2.1", True),
+        ("10.0.0", True),
+        ("2.0.0", False),
+        ("2.0.1rc1", False),
+        ("2.0.1.dev5", False),
+        ("1.99.99", False),
+        ("unknown", False),
+    ],
+)
+def test_which_duckdb_versions_the_engine_reads_with(
+    monkeypatch: pytest.MonkeyPatch, installed: str, usable: bool
+) -> None:
+    import duckdb
+
+    from agentctl.trace.query import duckdb_usable
+
+    monkeypatch.setattr(duckdb, "__version__", installed)
+    assert duckdb_usable("any") is usable

@@ -213,6 +213,10 @@ odd_values = st.sampled_from(
         # years python's datetime cannot hold, which DuckDB's timestamps can
         *("0000-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00", 2e15, "-3e14", "0001-01-01"),
         "0000-12-31T23:59-00:01",  # year 0 moved into year 1 by its offset: still invalid
+        # integers past the largest float (invalid as duration_ms), and infinity (valid)
+        10**309,
+        -(10**309),
+        1e400,
         *("executed", "refused", "Executed"),
         # effects, valid or not as the models take them
         [_EFFECT | {"reversible": True}],
@@ -249,7 +253,8 @@ def _python_bad(line: str) -> bool:
 @example([_json(1, span_id=...), _json(1, status=None), _json(1, record_type="input")])
 @example([_json(1, ts="0000-01-01T00:00:00Z"), _json(1, ts="9999-12-31T23:00:00-05:00")])
 @example([_json(1, ts=2e15), _json(1, ts="-300000000000000"), _json(1, ts="0001-01-01")])
-@example([_json(1, ts="0000-12-31T23:59-00:01")])
+@example([_json(1, ts="0000-12-31T23:59-00:01"), _json(1, duration_ms=10**309)])
+@example([_json(1, duration_ms=-(10**309)), _json(1, duration_ms=1e400)])
 @example(
     [_json(1, status="bogus"), _json(1, action_id=5), _json(1, effects="x"), _json(1, args=[])]
 )

@@ -53,6 +53,9 @@ def _strict_flags(body: list[str], paths: list[str]) -> dict[int, bool] | None:
 @example([_json(1, effects=[_EFFECT | {"reversible": True, "details": None}])])
 @example([_json(1, effects=[_EFFECT | {"reversible": 2}]), _json(2, duration_ms="12.5")])
 @example([_json(1, agent=5), _json(2, trace_id=""), _json(3, error=3), _json(4, ts="yesterday")])
+@example(
+    [_json(1, duration_ms=10**309), _json(2, duration_ms=-(10**309)), _json(3, duration_ms=1e400)]
+)
 def test_a_line_the_strict_scan_passes_is_one_the_models_accept(body: list[str]) -> None:
     for paths in ([], ["$.args.amount"], ["$.args"], ["$.result.refund_id", "$.args.order_id"]):
         flags = _strict_flags(body, paths)
