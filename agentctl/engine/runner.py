@@ -297,7 +297,9 @@ class Engine:
                             f"timed out after {_timeout(planned):g}s; the outcome is unknown "
                             "(the call may still complete), re-run to converge"
                         )
-                        journal.write(Event.FAILED, planned, error=message)
+                        undo = planned.mode is Mode.UNDO
+                        event = Event.UNDO_FAILED if undo else Event.FAILED
+                        journal.write(event, planned, error=message)
                         result = _result(planned, Outcome.FAILED, error=message)
                         result.outcome_unknown = True
                         finish(result)

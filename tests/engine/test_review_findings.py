@@ -235,6 +235,40 @@ def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes
     assert events == [Event.INTENT, Event.FAILED, Event.APPLIED, Event.VERIFIED]
 
 
+def test_an_undo_that_outlives_its_timeout_is_journaled_as_a_restore_that_failed(
+    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resume's undo of deny-tools times out: the journal (and the review built from it) says
+    the restore failed, not that a change failed; the late worker's restore follows."""
+    import threading
+
+    import agentctl.engine.runner as runner
+    from agentctl.levers.iam import DenyTools
+
+    path = tmp_path / "incidents.db"
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock, user="oncall")
+    ac.engine.verify_interval = 0.01
+    ac.execute(ac.plan_contain(AGENT))
+    release = threading.Event()
+    undo = DenyTools.undo
+
+    def slow_undo(self: DenyTools, before: object) -> None:
+        assert release.wait(timeout=30), "the test never released the step"
+        undo(self, before)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DenyTools, "undo", slow_undo)
+    monkeypatch.setattr(
+        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
+    )
+    result = ac.execute(ac.plan_resume(AGENT))
+    deny = next(r for r in result.results if r.name == "deny-tools")
+    assert deny.outcome is Outcome.FAILED and deny.outcome_unknown
+    release.set()
+    ac.close()
+    events = _deny_tools_journal(seeded, runbooks, path, clock)
+    assert events[3:] == [Event.UNDO_INTENT, Event.UNDO_FAILED, Event.UNDONE]
+
+
 def test_a_run_left_by_an_error_still_journals_its_running_steps_before_the_store_closes(
     seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
