@@ -23,6 +23,8 @@ from agentctl.spec.loader import load_agent
 from agentctl.spec.models import AgentSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agentctl.compensate.rollback import RollbackOptions, RollbackPlan, RollbackResult
     from agentctl.releases.service import Releases
 
@@ -131,11 +133,12 @@ class Agentctl:
             self._opened = self._store
         return self._store
 
-    def close(self) -> None:
+    def close(self, notify: Callable[[int], None] | None = None) -> None:
         """Close the store this object opened (one passed in is the caller's to close), once
-        the steps that timed out but still run have written their journal entries. Closing the
-        SQLite connection checkpoints its write-ahead log into the database file."""
-        self.engine.wait_for_stragglers()
+        the steps that timed out but still run have written their journal entries (``notify(n)``
+        first, when ``n`` are still running). Closing the SQLite connection checkpoints its
+        write-ahead log into the database file."""
+        self.engine.wait_for_stragglers(notify)
         opened, self._opened = self._opened, None
         if opened is not None:
             opened.close_connection()

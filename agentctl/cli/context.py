@@ -52,10 +52,22 @@ class Globals:
         return made
 
     def close(self) -> None:
-        """Close the stores this invocation's commands opened (at the end of the command)."""
+        """Close the stores this invocation's commands opened (at the end of the command),
+        saying on stderr when steps that timed out still run (their journal entries come when
+        they end: the command waits for them)."""
         made, self._made[:] = list(self._made), []
         for m in made:
-            m.close()
+            m.close(notify=_waiting)
+
+
+def _waiting(running: int) -> None:
+    from agentctl.cli.render import console
+
+    steps = "step that timed out is" if running == 1 else "steps that timed out are"
+    console(stderr=True).print(
+        f"waiting: {running} {steps} still running; the journal records how they end "
+        "(AWS calls end on their own timeouts)"
+    )
 
 
 _CURRENT: list[Globals] = []

@@ -62,15 +62,20 @@ class Engine:
         self.verify_timeout = verify_timeout
         self.verify_interval = verify_interval
         self.refresh_after = refresh_after
-        # pools left running a step that timed out: its late journal entries are still written
-        self._abandoned: list[ThreadPoolExecutor] = []
+        # pools left running a step that timed out, with those steps: their late journal
+        # entries are still written
+        self._abandoned: list[tuple[ThreadPoolExecutor, list[Future[StepResult]]]] = []
 
-    def wait_for_stragglers(self) -> None:
+    def wait_for_stragglers(self, notify: Callable[[int], None] | None = None) -> None:
         """Wait for the steps that timed out but are still running (their AWS calls end on
         botocore's own timeouts): their journal entries say what really happened, and the store
-        must stay open until they are written."""
-        pools, self._abandoned = self._abandoned, []
-        for pool in pools:
+        must stay open until they are written. ``notify(n)`` is called first when ``n`` steps
+        are still running, so a caller can say why it waits."""
+        abandoned, self._abandoned = self._abandoned, []
+        running = sum(not f.done() for _, futures in abandoned for f in futures)
+        if running and notify is not None:
+            notify(running)
+        for pool, _ in abandoned:
             pool.shutdown(wait=True)
 
     # -- building ----------------------------------------------------------------------------
@@ -309,8 +314,8 @@ class Engine:
             pool.shutdown(wait=False, cancel_futures=True)
             # steps still running (timed out, or left by an interrupt or an error here): their
             # journal entries come later, see wait_for_stragglers
-            if any(not f.done() for f in [*running, *stragglers]):
-                self._abandoned.append(pool)
+            if left := [f for f in [*running, *stragglers] if not f.done()]:
+                self._abandoned.append((pool, left))
         return results
 
     def _run_one(self, planned: PlannedStep, journal: _Journal) -> StepResult:

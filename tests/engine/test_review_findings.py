@@ -229,10 +229,18 @@ def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes
     result = ac.execute(ac.plan_contain(AGENT))
     deny = next(r for r in result.results if r.name == "deny-tools")
     assert deny.outcome is Outcome.FAILED and deny.outcome_unknown
-    release.set()
-    ac.close()  # waits for the late worker, then closes (and checkpoints) the store
+    told: list[int] = []
+
+    def notify(running: int) -> None:  # told before the wait; the wait ends once released
+        told.append(running)
+        release.set()
+
+    ac.close(notify)  # waits for the late worker, then closes (and checkpoints) the store
+    assert told == [1]
     events = _deny_tools_journal(seeded, runbooks, path, clock)
     assert events == [Event.INTENT, Event.FAILED, Event.APPLIED, Event.VERIFIED]
+    ac.close(notify)  # nothing left running: nothing to say
+    assert told == [1]
 
 
 def test_an_undo_that_outlives_its_timeout_is_journaled_as_a_restore_that_failed(
@@ -291,3 +299,34 @@ def test_a_run_left_by_an_error_still_journals_its_running_steps_before_the_stor
         Event.APPLIED,
         Event.VERIFIED,
     ]
+
+
+def test_the_cli_says_why_it_waits_for_a_step_that_timed_out(
+    seeded,
+    runbooks: Path,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At the end of a command the CLI closes what it opened; a step still running makes that
+    wait (as long as its AWS calls take), so it says so on stderr instead of seeming to hang."""
+    import threading
+
+    import agentctl.engine.runner as runner
+    from agentctl.cli.context import Globals
+
+    release = _slow_deny_tools(monkeypatch)
+    monkeypatch.setattr(
+        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
+    )
+    ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(tmp_path / "i.db"), clock=clock)
+    ac.engine.verify_interval = 0.01
+    ac.execute(ac.plan_contain(AGENT))
+    cli = Globals()
+    cli._made.append(ac)
+    threading.Timer(0.3, release.set).start()
+    cli.close()
+    err = capsys.readouterr().err
+    assert "waiting: 1 step that timed out is still running" in err
+    assert _deny_tools_journal(seeded, runbooks, tmp_path / "i.db", clock)[-1] is Event.VERIFIED

@@ -169,37 +169,3 @@ def test_json_output_is_stable(cli: Run, tmp_path: Path, clock: FakeClock) -> No
     }
     assert out["schema"] == "agentctl.actions/v1"
     assert out["since"] == "2026-11-24T02:00:00+00:00"
-
-
-def test_a_duckdb_count_starts_without_pydantic(tmp_path: Path) -> None:
-    # a count never validates a record in Python: importing pydantic (and building the
-    # models) would add ~50 ms to every `actions --count` (bench/trace.py). A listing needs it.
-    import subprocess
-    import sys
-
-    from tests.trace.helpers import action, write
-
-    write(tmp_path / "audit", [action(1), action(2)])
-    script = """
-import sys
-from agentctl.cli.main import main
-args = ["actions", "refund-agent", "--source", sys.argv[1], "--since", "2026-11-24",
-        "--until", "2026-11-25", "--engine", "duckdb", "--output", "json"]
-try:
-    main(args + sys.argv[2:])
-except SystemExit as exc:
-    assert not exc.code, exc.code
-print("pydantic" in sys.modules, file=sys.stderr)
-"""
-    src = str(tmp_path / "audit")
-    env = {"AGENTCTL_TRACE_CACHE": "off", "PATH": "/usr/bin:/bin"}
-    counted = subprocess.run(
-        [sys.executable, "-c", script, src, "--count"], capture_output=True, text=True, env=env
-    )
-    assert json.loads(counted.stdout)["count"] == 2
-    assert counted.stderr.strip() == "False"
-    listed = subprocess.run(
-        [sys.executable, "-c", script, src], capture_output=True, text=True, env=env
-    )
-    assert len(json.loads(listed.stdout)["actions"]) == 2
-    assert listed.stderr.strip() == "True"
