@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -114,8 +115,19 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def loads_record(line: str) -> Any:
     """One line of JSON as every engine reads it: a key given twice in an object keeps its
-    first value (Python's json would keep the last, DuckDB's readers keep the first)."""
-    return json.loads(line, object_pairs_hook=_first_wins)
+    first value (Python's json would keep the last, DuckDB's readers keep the first), and a
+    ``\\u`` escape of half a UTF-16 surrogate pair alone (``"\\ud800"``) is not JSON (Python's
+    json would take it, DuckDB's readers refuse the line: such text is no Unicode string)."""
+    data = json.loads(line, object_pairs_hook=_first_wins)
+    if "\\u" in line and _SURROGATE_ESCAPE.search(line) is not None:
+        try:  # pairs were joined into one character by the parser; a half left alone was not
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a \\u escape of a lone UTF-16 surrogate (not Unicode text)") from None
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def decode_lines(

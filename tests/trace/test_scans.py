@@ -46,6 +46,9 @@ AWKWARD = [
     (_json(13, ts="2026-11-24T03:13:00+02:00"), None),  # 01:13Z: in the window
     (_json(14, ts="2026-11-24T01:14:00"), None),  # no zone: UTC
     (_json(15, ts="2026-11-24T05:15:00+02:00"), None),  # 03:15Z: a valid action, outside
+    # half a surrogate pair, escaped (json.dumps writes "\ud800"): no Unicode text, not JSON
+    (_json(16, release_id="\ud800"), "not_json"),
+    (_json(17, error="\ud83d\ude00"), None),  # a whole pair is one character (an emoji)
 ]
 
 
@@ -79,7 +82,7 @@ def test_every_bad_line_is_counted_under_its_reason_and_the_valid_ones_match(
     path = _write_awkward(tmp_path, crlf_from)
     for _ in range(2):  # with the cache: built, then read
         stats = ScanStats()
-        assert _count(tmp_path, stats=stats) == 3
+        assert _count(tmp_path, stats=stats) == 4
         assert dict(stats.bad) == _expected_bad()
         assert stats.lines == len(AWKWARD) and stats.files == 1
         assert len(stats.examples) == 5 and {e.file for e in stats.examples} == {str(path)}
@@ -88,7 +91,8 @@ def test_every_bad_line_is_counted_under_its_reason_and_the_valid_ones_match(
         listed = ScanStats()
         got = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=listed))
         # 13 is 01:13Z and 14 is 01:14Z; 1 is 01:01Z; the listing is in time order
-        assert [r.action_id for r in got] == ["act-000001", "act-000013", "act-000014"]
+        assert [r.action_id for r in got] == [f"act-0000{n:02}" for n in (1, 13, 14, 17)]
+        assert got[-1].error == "\U0001f600"  # the escaped pair, read as the one character
         assert dict(listed.bad) == _expected_bad() and listed.lines == len(AWKWARD)
 
 
@@ -213,6 +217,9 @@ odd_values = st.sampled_from(
         # years python's datetime cannot hold, which DuckDB's timestamps can
         *("0000-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00", 2e15, "-3e14", "0001-01-01"),
         "0000-12-31T23:59-00:01",  # year 0 moved into year 1 by its offset: still invalid
+        "\udc00",
+        "a\ud800",
+        "\ud83d\ude00",  # lone halves of a surrogate pair; a whole one
         # integers past the largest float (invalid as duration_ms), and infinity (valid)
         10**309,
         -(10**309),
