@@ -138,10 +138,12 @@ class Agentctl:
         the steps that timed out but still run have written their journal entries (``notify(n)``
         first, when ``n`` are still running). Closing the SQLite connection checkpoints its
         write-ahead log into the database file."""
-        self.engine.wait_for_stragglers(notify)
-        opened, self._opened = self._opened, None
-        if opened is not None:
-            opened.close_connection()
+        try:
+            self.engine.wait_for_stragglers(notify)
+        finally:
+            opened, self._opened = self._opened, None
+            if opened is not None:
+                opened.close_connection()
 
     def find_open(self, agent: str) -> Incident | None:
         """The agent's open incident. Reading creates nothing: with no SQLite file yet there is

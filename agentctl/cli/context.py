@@ -56,17 +56,22 @@ class Globals:
         saying on stderr when steps that timed out still run (their journal entries come when
         they end: the command waits for them)."""
         made, self._made[:] = list(self._made), []
-        for m in made:
-            m.close(notify=_waiting)
+        failed: list[BaseException] = []
+        for m in made:  # each closed, whatever the others do
+            try:
+                m.close(notify=_waiting)
+            except BaseException as exc:  # re-raised below, once all are closed
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 def _waiting(running: int) -> None:
-    from agentctl.cli.render import console
-
-    steps = "step that timed out is" if running == 1 else "steps that timed out are"
-    console(stderr=True).print(
-        f"waiting: {running} {steps} still running; the journal records how they end "
-        "(AWS calls end on their own timeouts)"
+    steps = "1 step is" if running == 1 else f"{running} steps are"
+    typer.echo(
+        f"waiting: {steps} still running (timed out, or left when the command stopped); the "
+        "journal records how each ends (its AWS calls end on their own timeouts)",
+        err=True,
     )
 
 

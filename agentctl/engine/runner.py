@@ -72,11 +72,13 @@ class Engine:
         must stay open until they are written. ``notify(n)`` is called first when ``n`` steps
         are still running, so a caller can say why it waits."""
         abandoned, self._abandoned = self._abandoned, []
-        running = sum(not f.done() for _, futures in abandoned for f in futures)
-        if running and notify is not None:
-            notify(running)
-        for pool, _ in abandoned:
-            pool.shutdown(wait=True)
+        try:
+            running = sum(not f.done() for _, futures in abandoned for f in futures)
+            if running and notify is not None:
+                notify(running)
+        finally:  # a notify that fails (a closed stderr) must not skip the wait
+            for pool, _ in abandoned:
+                pool.shutdown(wait=True)
 
     # -- building ----------------------------------------------------------------------------
     def context(self, spec: AgentSpec, started_at: datetime | None = None) -> StepContext:

@@ -120,19 +120,26 @@ def duckdb_problem() -> str | None:
     return None
 
 
-_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)")
+_VERSION = re.compile(r"v?(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?(.*)")
 
 
 def _at_least(text: str, least: tuple[int, int, int]) -> bool:
     """Whether the version ``text`` is ``least`` or later. A pre-release (``2.0.1rc1``,
-    ``2.0.1.dev5``) comes before its release, as in PEP 440; a post-release or a local
-    version (``2.0.1.post1``, ``2.0.1+local``) does not. Text that is no version is not."""
-    m = _VERSION.fullmatch(text.strip())
+    ``2.0.1.dev5``) comes before its release, as in PEP 440; a post-release, a fourth
+    number or a local version (``2.0.1.post1``, ``2.0.1-1``, ``2.0.1.1``, ``2.0.1+local``) does
+    not. Text that is no version is not."""
+    m = _VERSION.fullmatch(text.strip().lower())
     if m is None:
         return False
     numbers = tuple(int(g or 0) for g in m.group(1, 2, 3))
-    rest = m.group(4).lower().lstrip(".-_")
-    released = rest == "" or rest.startswith(("post", "+"))
+    rest = m.group(4)
+    tail = rest.lstrip(".-_")
+    if rest == "" or rest.startswith("+"):
+        released = True
+    elif tail.startswith(("rc", "a", "b", "c", "dev", "pre")):  # alpha, beta, preview too
+        released = False
+    else:  # 2.0.1.1, 2.0.1-1, 2.0.1.post1, 2.0.1r1
+        released = tail[:1].isdigit() or tail.startswith(("post", "r"))
     return (numbers, released) >= (least, True)
 
 

@@ -328,5 +328,39 @@ def test_the_cli_says_why_it_waits_for_a_step_that_timed_out(
     threading.Timer(0.3, release.set).start()
     cli.close()
     err = capsys.readouterr().err
-    assert "waiting: 1 step that timed out is still running" in err
+    assert "waiting: 1 step is still running (timed out" in err
     assert _deny_tools_journal(seeded, runbooks, tmp_path / "i.db", clock)[-1] is Event.VERIFIED
+
+
+def test_a_notice_that_fails_still_waits_and_closes_every_store(
+    seeded, runbooks: Path, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice goes to a closed stderr (`2>&1 | head`): the error still ends the command,
+    but only after the late step journaled what it did and every store was closed."""
+    import threading
+
+    import agentctl.cli.context as context
+    import agentctl.engine.runner as runner
+
+    release = _slow_deny_tools(monkeypatch)
+    monkeypatch.setattr(
+        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
+    )
+    first = Agentctl(seeded, runbooks_dir=runbooks, store=str(tmp_path / "a.db"), clock=clock)
+    first.engine.verify_interval = 0.01
+    first.execute(first.plan_contain(AGENT))
+    second = Agentctl(seeded, runbooks_dir=runbooks, store=str(tmp_path / "b.db"), clock=clock)
+    second.store.list_incidents()  # opens its store
+
+    def closed_stderr(running: int) -> None:
+        threading.Timer(0.3, release.set).start()
+        raise BrokenPipeError("stderr closed")
+
+    monkeypatch.setattr(context, "_waiting", closed_stderr)
+    cli = context.Globals()
+    cli._made.extend([first, second])
+    with pytest.raises(BrokenPipeError):
+        cli.close()
+    assert first._opened is None and second._opened is None  # both stores closed
+    events = _deny_tools_journal(seeded, runbooks, tmp_path / "a.db", clock)
+    assert events == [Event.INTENT, Event.FAILED, Event.APPLIED, Event.VERIFIED]
