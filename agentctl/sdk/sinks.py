@@ -15,6 +15,7 @@ Failure policy (the agent must never block or break because of its audit trail):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gzip
 import json
 import logging
@@ -114,6 +115,10 @@ class LocalJsonlSink:
 
     A file rolls over to the next ``seq`` after ``max_file_bytes``. With ``compress=True`` each
     batch is a gzip member appended to the file (concatenated members are valid gzip).
+
+    A batch that fails half-way (a full disk) leaves no part of a line: the file is cut back to
+    where the failed append began. The groups of that batch already written are remembered, so
+    when the writer retries the batch (the same records) they are not appended twice.
     """
 
     def __init__(
@@ -129,6 +134,9 @@ class LocalJsonlSink:
         self.compress = compress
         self.max_file_bytes = max_file_bytes
         self._seq: dict[tuple[str, str], int] = {}
+        # records (by identity: the writer retries with the same objects) written by a batch
+        # that then failed; forgotten once a batch succeeds
+        self._written: set[int] = set()
 
     def _path(self, prefix: str, part: str) -> Path:
         seq = self._seq.get((prefix, part), 1)
@@ -141,16 +149,27 @@ class LocalJsonlSink:
             seq += 1
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        todo = [r for r in records if id(r) not in self._written]
         # every group serialised before any is written (a retried batch is not half-written)
-        groups = [(key, b"".join(line(r) for r in items)) for key, items in group(records).items()]
-        for (prefix, part), data in groups:
+        groups = [
+            (key, items, b"".join(line(r) for r in items)) for key, items in group(todo).items()
+        ]
+        for (prefix, part), items, data in groups:
             path = self._path(prefix, part)
             path.parent.mkdir(parents=True, exist_ok=True)
             if self.compress:
                 data = gzip.compress(data, compresslevel=6)
             with open(path, "ab") as f:
-                f.write(data)
-                f.flush()
+                start = f.tell()
+                try:
+                    f.write(data)
+                    f.flush()
+                except BaseException:
+                    with contextlib.suppress(OSError):  # no half line for the next append
+                        f.truncate(start)
+                    raise
+            self._written.update(id(r) for r in items)
+        self._written.clear()
 
 
 class S3Sink:

@@ -268,3 +268,59 @@ def test_the_otlp_sink_sends_records_json_cannot_hold_as_they_are(clock: FakeClo
     [doc] = received
     spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert len([s for s in spans if s["name"] == "execute_tool issue_refund"]) == 7
+
+
+class _FullDisk:
+    """A file whose disk fills up: the ``fail_at``-th write keeps half its bytes and raises
+    ENOSPC, as ``write(2)`` on a full disk does (the file itself is real)."""
+
+    writes = 0
+    fail_at = 0
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def write(self, data: bytes) -> int:
+        _FullDisk.writes += 1
+        if _FullDisk.writes == _FullDisk.fail_at:
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(28, "No space left on device")
+        return int(self.f.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+def test_a_disk_full_half_way_through_a_batch_leaves_every_record_once_and_no_broken_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    import agentctl.sdk.sinks as sinks
+    from agentctl.trace.query import iter_actions
+    from agentctl.trace.scan import ScanStats
+
+    _FullDisk.writes, _FullDisk.fail_at = 0, 2  # the batch's second file: half written
+    real_open = open  # the sink's files are real; _FullDisk closes them on exit
+    monkeypatch.setattr(sinks, "open", lambda *a, **k: _FullDisk(real_open(*a, **k)), raising=False)
+    writer = Writer(LocalJsonlSink(tmp_path, writer_id="w1"), batch_size=100, background=False)
+    clock = FakeClock(datetime(2026, 11, 24, 23, 59, 58, tzinfo=UTC))
+    agent, _ = make_agent(writer, clock)
+    with agent.unit_of_work("T-1"):  # its records fall on two days: two files, two appends
+        for i in range(4):
+            agent.lookup_order(f"o-{i}")  # type: ignore[attr-defined]
+            clock.advance(1)
+    assert agent.flush() is False  # the disk is full: the batch stays buffered
+    assert agent.flush() is True  # space again: the same batch is retried
+    stats = ScanStats()
+    day = (datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 26, tzinfo=UTC))
+    got = list(iter_actions(str(tmp_path), "refund-agent", *day, stats=stats, engine="python"))
+    assert sorted(a.args["order_id"] for a in got) == ["o-0", "o-1", "o-2", "o-3"]
+    assert stats.bad_total == 0
