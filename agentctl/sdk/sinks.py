@@ -274,21 +274,31 @@ class OtlpHttpSink:
 
 
 class FanOutSink:
-    """Writes every batch to several sinks; fails if any fails (the batch is retried on all,
-    so a sink that succeeded may receive it twice: readers dedupe on ``span_id``)."""
+    """Writes every batch to several sinks; fails if any fails. The writer then retries the
+    batch (the same records): each sink gets only the records it has not taken yet, so a sink
+    that succeeded does not receive them twice (``actions`` would count them twice)."""
 
     def __init__(self, *sinks: Sink) -> None:
         self.sinks = sinks
+        # per sink, the records (by identity) it took from a batch that failed on another
+        self._taken: list[set[int]] = [set() for _ in sinks]
 
     def write(self, records: list[dict[str, Any]]) -> None:
         errors = []
-        for sink in self.sinks:
+        for sink, taken in zip(self.sinks, self._taken, strict=True):
+            todo = [r for r in records if id(r) not in taken]
+            if not todo:
+                continue
             try:
-                sink.write(records)
+                sink.write(todo)
             except Exception as exc:
                 errors.append(exc)
+            else:
+                taken.update(id(r) for r in todo)
         if errors:
             raise errors[0]
+        for taken in self._taken:  # the batch is done: the writer lets its records go
+            taken.clear()
 
 
 @dataclass

@@ -324,3 +324,27 @@ def test_a_disk_full_half_way_through_a_batch_leaves_every_record_once_and_no_br
     got = list(iter_actions(str(tmp_path), "refund-agent", *day, stats=stats, engine="python"))
     assert sorted(a.args["order_id"] for a in got) == ["o-0", "o-1", "o-2", "o-3"]
     assert stats.bad_total == 0
+
+
+def test_a_fan_out_retried_after_one_sink_failed_gives_the_other_each_record_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from datetime import UTC, datetime
+
+    from agentctl.sdk import FanOutSink
+    from agentctl.trace.query import iter_actions
+    from agentctl.trace.scan import ScanStats
+
+    flaky = FlakySink()  # down first: the batch fails on it, after the local sink took it
+    writer = Writer(FanOutSink(LocalJsonlSink(tmp_path), flaky), background=False)
+    agent, _ = make_agent(writer, clock)
+    with agent.unit_of_work("T-1"):
+        for i in range(3):
+            agent.lookup_order(f"o-{i}")  # type: ignore[attr-defined]
+    assert agent.flush() is False
+    flaky.down = False
+    assert agent.flush() is True
+    day = (datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
+    got = list(iter_actions(str(tmp_path), "refund-agent", *day, stats=ScanStats()))
+    assert sorted(a.args["order_id"] for a in got) == ["o-0", "o-1", "o-2"]  # once each
+    assert [len(b) for b in flaky.batches] == [4]  # 3 actions and the input, once
