@@ -269,12 +269,10 @@ def _ts_sql(expr: str) -> str:
     2e10); ``...Z`` (what writers of this schema write) casts without time zone rules; another
     zone or none (UTC) through TIMESTAMPTZ. Every scan uses it, and then :func:`_in_years`, so
     they accept the same timestamps as the models."""
-    num = f"TRY_CAST({expr} AS DOUBLE)"
     up = f"upper({expr})"  # `t` and `z` as DuckDB's casts want them
     cast = (
         f"CASE WHEN regexp_full_match({expr}, '{TS_NUMBER}') THEN "
-        f"TRY(to_timestamp(CASE WHEN abs({num}) > 2e10 THEN {num} / 1000 ELSE {num} END) "
-        "AT TIME ZONE 'UTC') "
+        f"{_unix_ts(f'TRY_CAST({expr} AS DOUBLE)')} "
         f"WHEN NOT regexp_full_match({expr}, '{TS_ISO}') THEN NULL "
         # year 0 is 1 BC to DuckDB, and an offset can move it into year 1: python has no year 0
         f"WHEN starts_with({expr}, '0000') THEN NULL "
@@ -282,6 +280,18 @@ def _ts_sql(expr: str) -> str:
         f"ELSE TRY_CAST(TRY_CAST({up} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP) END"
     )
     return f"({cast})"
+
+
+def _unix_ts(num: str) -> str:
+    """The timestamp of the Unix time ``num`` (a DOUBLE: seconds, milliseconds past 2e10) with
+    pydantic's arithmetic, to the microsecond: the whole seconds (milliseconds) and the
+    fraction rounded half away from zero (dividing by 1000 as a double would shift it)."""
+    unit = f"(CASE WHEN abs({num}) > 2e10 THEN 1000 ELSE 1000000 END)"  # microseconds
+    micros = (
+        f"CAST(floor({num}) AS BIGINT) * {unit} "
+        f"+ CAST(round(({num} - floor({num})) * {unit}) AS BIGINT)"
+    )
+    return f"TRY(make_timestamp({micros}))"
 
 
 def _in_years(col: str) -> str:
@@ -422,6 +432,13 @@ def _classified(
     )
     invalid = _invalid(lambda name: f"NULLIF({v(name)}, 'null')")
     types = ", ".join(f"'\"{t}\"'" for t in RECORD_TYPES)
+    # a JSON number is Unix time in any number form (`1.7e9` too), a string only in TS_NUMBER's
+    # or TS_ISO's (the fast scan reads both as text and flags `1.7e9`: decided here)
+    frag = f"{v('ts')}::VARCHAR"
+    ts = (
+        f"CASE WHEN {frag} >= '0' AND {frag} < ':' OR {frag} >= '-' AND {frag} < '.' "
+        f"THEN {_unix_ts(f'TRY_CAST({frag} AS DOUBLE)')} ELSE {_ts_sql(text('ts'))} END"
+    )
     # MATERIALIZED with a prefilter: else the optimizer may push a caller's condition on ``v``
     # below the substring test, parsing every line instead of the few that hold the needle.
     return f"""
@@ -443,7 +460,7 @@ def _classified(
                 WHEN ts IS NULL OR {invalid} THEN 'invalid'
                 ELSE NULL
             END AS bad
-        FROM (SELECT *, {_ts_sql(text("ts"))} AS t FROM raw)
+        FROM (SELECT *, {ts} AS t FROM raw)
     )"""
 
 

@@ -49,6 +49,8 @@ AWKWARD = [
     # half a surrogate pair, escaped (json.dumps writes "\ud800"): no Unicode text, not JSON
     (_json(16, release_id="\ud800"), "not_json"),
     (_json(17, error="\ud83d\ude00"), None),  # a whole pair is one character (an emoji)
+    # Unix time as a JSON number with an exponent (01:18Z), as the models read it
+    (_json(18).replace('"2026-11-24T01:18:00Z"', "1.79548308e9"), None),
 ]
 
 
@@ -82,7 +84,7 @@ def test_every_bad_line_is_counted_under_its_reason_and_the_valid_ones_match(
     path = _write_awkward(tmp_path, crlf_from)
     for _ in range(2):  # with the cache: built, then read
         stats = ScanStats()
-        assert _count(tmp_path, stats=stats) == 4
+        assert _count(tmp_path, stats=stats) == 5
         assert dict(stats.bad) == _expected_bad()
         assert stats.lines == len(AWKWARD) and stats.files == 1
         assert len(stats.examples) == 5 and {e.file for e in stats.examples} == {str(path)}
@@ -91,8 +93,8 @@ def test_every_bad_line_is_counted_under_its_reason_and_the_valid_ones_match(
         listed = ScanStats()
         got = list(iter_actions(str(tmp_path), "refund-agent", *WINDOW, stats=listed))
         # 13 is 01:13Z and 14 is 01:14Z; 1 is 01:01Z; the listing is in time order
-        assert [r.action_id for r in got] == [f"act-0000{n:02}" for n in (1, 13, 14, 17)]
-        assert got[-1].error == "\U0001f600"  # the escaped pair, read as the one character
+        assert [r.action_id for r in got] == [f"act-0000{n:02}" for n in (1, 13, 14, 17, 18)]
+        assert got[3].error == "\U0001f600"  # the escaped pair, read as the one character
         assert dict(listed.bad) == _expected_bad() and listed.lines == len(AWKWARD)
 
 
@@ -330,3 +332,66 @@ def test_a_version_1_cache_is_replaced_not_read(tmp_path: Path, trace_cache: str
         not old.exists()
         and json.loads(entry.manifest.read_text())["version"] == cache_mod.CACHE_VERSION
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-2e10, 2e10),  # seconds
+            st.integers(-(2 * 10**10), 2 * 10**10),
+            st.floats(2e10, 2.6e14),  # milliseconds (past 2e10)
+            st.integers(2 * 10**10 + 1, 26 * 10**13),
+            st.floats(-6.3e13, -2e10),
+            st.floats(-1e-3, 1e-3),  # 1e-169 and the like: exponent forms
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.booleans(),
+)
+@example([1.0078125, -1.0078125, 178170125487123.8, 253402300799999, 253402300800000], False)
+@example([1.0078125, 1795914000.5, 41389688120118.06, -62135596800001], True)
+@example([7.108011921714689e-169, 1.7e9, -2.5e-05], False)
+@example([7.108011921714689e-169, 1.7e9], True)
+def test_a_numeric_timestamp_reads_to_the_microsecond_as_the_models_read_it(
+    values: list[float], as_text: bool
+) -> None:
+    # Unix seconds (milliseconds past 2e10), as a JSON number or a string of one: the fraction
+    # rounded half away from zero, as pydantic does (dividing by 1000 as a double was off by
+    # microseconds far out, and half-microseconds rounded the other way). A JSON number may
+    # have an exponent (1.7e9), a string may not.
+    from agentctl.trace import duck
+    from agentctl.trace.records import ActionRecord, to_json_dict
+
+    def text(v: float) -> str:
+        return repr(v) if isinstance(v, float) else str(v)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, v in enumerate(values):
+            paths.append(str(Path(tmp) / f"{i}.jsonl"))
+            ts: Any = text(v) if as_text else v
+            Path(paths[-1]).write_text(_json(1, ts=ts) + "\n")
+        con = duck.connect()
+        fast = {
+            f: (bad, ts)
+            for f, bad, ts in con.execute(
+                f"SELECT file, bad, ts FROM ({duck._fast([])})", {"files": paths}
+            ).fetchall()
+        }
+        exact = dict(
+            con.execute(
+                f"{duck._classified()} SELECT file, ts::TIMESTAMP FROM c", {"files": paths}
+            ).fetchall()
+        )
+        con.close()
+    for i, v in enumerate(values):
+        try:
+            data = to_json_dict(action(1)) | {"ts": text(v) if as_text else v}
+            model = ActionRecord.model_validate(data).ts.replace(tzinfo=None)
+        except ValueError:
+            model = None
+        assert exact[paths[i]] == model, v
+        # the fast scan reads ts as text: `1e-169` it flags, for the exact scan to decide
+        assert fast[i][1] == model or (fast[i] == (True, None) and "e" in repr(v)), v
