@@ -139,6 +139,12 @@ def _type_code(fragment: str) -> str:
     return f"(CASE {fragment}::VARCHAR {cases} END)::UTINYINT"
 
 
+def _number_text(x: str) -> str:
+    """True when the JSON text ``x`` (VARCHAR) is a number: it starts with a digit or a minus,
+    told by prefix comparisons (no call per value)."""
+    return f"({x} >= '0' AND {x} < ':' OR {x} >= '-' AND {x} < '.')"
+
+
 def _q(name: str) -> str:
     """A column name as an SQL identifier (a --where root may be a keyword: ``order.x``)."""
     return '"' + name.replace('"', '""') + '"'
@@ -436,7 +442,7 @@ def _classified(
     # or TS_ISO's (the fast scan reads both as text and flags `1.7e9`: decided here)
     frag = f"{v('ts')}::VARCHAR"
     ts = (
-        f"CASE WHEN {frag} >= '0' AND {frag} < ':' OR {frag} >= '-' AND {frag} < '.' "
+        f"CASE WHEN {_number_text(frag)} "
         f"THEN {_unix_ts(f'TRY_CAST({frag} AS DOUBLE)')} ELSE {_ts_sql(text('ts'))} END"
     )
     # MATERIALIZED with a prefilter: else the optimizer may push a caller's condition on ``v``
@@ -635,10 +641,9 @@ def _strict(paths: list[str], source: str = "$files") -> str:
             "effects IS NOT NULL",
             "COALESCE(list_bool_and(list_transform(effects, "
             f"lambda {E}: COALESCE({effect}, false))), true)",
-            # a JSON number starts with a digit or a minus; one of 300 characters or more may
-            # be an integer past the largest float, which the models refuse: flagged
-            "COALESCE((duration_ms::VARCHAR >= '0' AND duration_ms::VARCHAR < ':' "
-            "OR duration_ms::VARCHAR >= '-' AND duration_ms::VARCHAR < '.') "
+            # a number; one of 300 characters or more may be an integer past the largest
+            # float, which the models refuse: flagged
+            f"COALESCE({_number_text('duration_ms::VARCHAR')} "
             "AND strlen(duration_ms::VARCHAR) < 300, true)",
             '"$ts" IS NOT NULL',
         ]
