@@ -186,21 +186,31 @@ def test_status_says_partial_after_contain_of_some_tools(agentctl: Agentctl) -> 
     assert states["deny-tools"] == states["disable-registry"] == "contained"
 
 
-def _slow_deny_tools(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """deny-tools' change waits until the returned event is set."""
+def _slow_deny_tools(monkeypatch: pytest.MonkeyPatch, method: str = "apply") -> Any:
+    """deny-tools' change (``method="undo"``: its restore) waits until the returned event is
+    set."""
     import threading
 
     from agentctl.levers.iam import DenyTools
 
     release = threading.Event()
-    apply = DenyTools.apply
+    real = getattr(DenyTools, method)
 
-    def slow_apply(self: DenyTools, before: object) -> None:
+    def slow(self: DenyTools, before: object) -> None:
         assert release.wait(timeout=30), "the test never released the step"
-        apply(self, before)  # type: ignore[arg-type]
+        real(self, before)
 
-    monkeypatch.setattr(DenyTools, "apply", slow_apply)
+    monkeypatch.setattr(DenyTools, method, slow)
     return release
+
+
+def _deny_tools_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deny-tools' time is up after 0.2 s (every other step keeps a minute)."""
+    import agentctl.engine.runner as runner
+
+    monkeypatch.setattr(
+        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
+    )
 
 
 def _deny_tools_journal(seeded: Any, runbooks: Path, path: Path, clock: FakeClock) -> list:
@@ -217,12 +227,9 @@ def test_a_step_that_outlives_its_timeout_still_journals_before_the_store_closes
     """The step is reported failed (outcome unknown) when its time is up, but its worker runs
     on and really applies the change: the journal must say so, so the store may only close
     once that worker is done."""
-    import agentctl.engine.runner as runner
 
     release = _slow_deny_tools(monkeypatch)
-    monkeypatch.setattr(
-        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
-    )
+    _deny_tools_times_out(monkeypatch)
     path = tmp_path / "incidents.db"
     ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock, user="oncall")
     ac.engine.verify_interval = 0.01
@@ -248,26 +255,13 @@ def test_an_undo_that_outlives_its_timeout_is_journaled_as_a_restore_that_failed
 ) -> None:
     """Resume's undo of deny-tools times out: the journal (and the review built from it) says
     the restore failed, not that a change failed; the late worker's restore follows."""
-    import threading
-
-    import agentctl.engine.runner as runner
-    from agentctl.levers.iam import DenyTools
 
     path = tmp_path / "incidents.db"
     ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(path), clock=clock, user="oncall")
     ac.engine.verify_interval = 0.01
     ac.execute(ac.plan_contain(AGENT))
-    release = threading.Event()
-    undo = DenyTools.undo
-
-    def slow_undo(self: DenyTools, before: object) -> None:
-        assert release.wait(timeout=30), "the test never released the step"
-        undo(self, before)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(DenyTools, "undo", slow_undo)
-    monkeypatch.setattr(
-        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
-    )
+    release = _slow_deny_tools(monkeypatch, "undo")
+    _deny_tools_times_out(monkeypatch)
     result = ac.execute(ac.plan_resume(AGENT))
     deny = next(r for r in result.results if r.name == "deny-tools")
     assert deny.outcome is Outcome.FAILED and deny.outcome_unknown
@@ -313,13 +307,10 @@ def test_the_cli_says_why_it_waits_for_a_step_that_timed_out(
     wait (as long as its AWS calls take), so it says so on stderr instead of seeming to hang."""
     import threading
 
-    import agentctl.engine.runner as runner
     from agentctl.cli.context import Globals
 
     release = _slow_deny_tools(monkeypatch)
-    monkeypatch.setattr(
-        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
-    )
+    _deny_tools_times_out(monkeypatch)
     ac = Agentctl(seeded, runbooks_dir=runbooks, store=str(tmp_path / "i.db"), clock=clock)
     ac.engine.verify_interval = 0.01
     ac.execute(ac.plan_contain(AGENT))
@@ -340,12 +331,9 @@ def test_a_notice_that_fails_still_waits_and_closes_every_store(
     import threading
 
     import agentctl.cli.context as context
-    import agentctl.engine.runner as runner
 
     release = _slow_deny_tools(monkeypatch)
-    monkeypatch.setattr(
-        runner, "_timeout", lambda planned: 0.2 if planned.name == "deny-tools" else 60.0
-    )
+    _deny_tools_times_out(monkeypatch)
     first = Agentctl(seeded, runbooks_dir=runbooks, store=str(tmp_path / "a.db"), clock=clock)
     first.engine.verify_interval = 0.01
     first.execute(first.plan_contain(AGENT))
