@@ -246,6 +246,15 @@ lines = st.one_of(
 )
 
 
+def one_line_files(tmp: str, lines: list[str]) -> list[str]:
+    """One file per line under ``tmp`` (a scan's row then names its line by the file); their
+    paths, in the lines' order."""
+    paths = [str(Path(tmp) / f"{i}.jsonl") for i in range(len(lines))]
+    for path, line in zip(paths, lines, strict=True):
+        Path(path).write_text(line + "\n")
+    return paths
+
+
 def _python_bad(line: str) -> bool:
     """Whether the python engine counts the line bad."""
     from agentctl.trace.scan import decode_lines, validate
@@ -271,10 +280,7 @@ def test_the_fast_scan_flags_exactly_the_lines_the_exact_scan_calls_bad(body: li
     from agentctl.trace import duck
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, line in enumerate(body):  # one line per file: the file names the line
-            paths.append(str(Path(tmp) / f"{i}.jsonl"))
-            Path(paths[-1]).write_text(line + "\n")
+        paths = one_line_files(tmp, body)
         con = duck.connect()
         fast = dict(
             con.execute(f"SELECT file, bad FROM ({duck._fast([])})", {"files": paths}).fetchall()
@@ -368,11 +374,7 @@ def test_a_numeric_timestamp_reads_to_the_microsecond_as_the_models_read_it(
         return repr(v) if isinstance(v, float) else str(v)
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, v in enumerate(values):
-            paths.append(str(Path(tmp) / f"{i}.jsonl"))
-            ts: Any = text(v) if as_text else v
-            Path(paths[-1]).write_text(_json(1, ts=ts) + "\n")
+        paths = one_line_files(tmp, [_json(1, ts=text(v) if as_text else v) for v in values])
         con = duck.connect()
         fast = {
             f: (bad, ts)

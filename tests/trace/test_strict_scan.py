@@ -22,7 +22,7 @@ from agentctl.trace.query import iter_actions
 from agentctl.trace.records import ActionRecord, to_json_dict
 from agentctl.trace.scan import ScanStats
 from tests.trace.helpers import WINDOW, action, count, write
-from tests.trace.test_scans import _json, _python_bad, lines
+from tests.trace.test_scans import _json, _python_bad, lines, one_line_files
 
 _EFFECT = {"system": "s", "resource_type": "t", "resource_id": "i", "operation": "o"}
 
@@ -31,10 +31,7 @@ def _strict_flags(body: list[str], paths: list[str]) -> dict[int, bool] | None:
     """``{line index: flagged}`` from the strict scan over one file per line; None when it
     fails (the caller then reads every file with the fast scan)."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for i, line in enumerate(body):
-            files.append(str(Path(tmp) / f"{i}.jsonl"))
-            Path(files[-1]).write_text(line + "\n")
+        files = one_line_files(tmp, body)
         con = duck.connect()
         try:
             rows = con.execute(
